@@ -1,0 +1,134 @@
+"""The ``ams`` command: serve, migrate, token."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import Annotated
+
+import typer
+import uvicorn
+from alembic import command
+
+from app.config import Settings, get_settings
+from app.core.auth import Role, mint_token
+from app.core.health import alembic_config
+from app.core.observability import configure_logging
+
+cli = typer.Typer(
+    help="Account management service.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+migrate_cli = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
+cli.add_typer(migrate_cli, name="migrate")
+
+
+def _upgrade(url: str, revision: str = "head") -> None:
+    config = alembic_config()
+    config.attributes["url"] = url
+    command.upgrade(config, revision)
+
+
+def _database_url(settings: Settings) -> str:
+    if not settings.database_url:
+        typer.echo("DATABASE_URL is not set.", err=True)
+        raise typer.Exit(2)
+    return settings.database_url
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PORT).")] = None,
+    migrate: Annotated[
+        bool | None,
+        typer.Option(help="Migrate to head first (default: yes on embedded, MIGRATE_ON_START)."),
+    ] = None,
+) -> None:
+    """Serve the API. Without DATABASE_URL, start the embedded Postgres first."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        from app.core.embedded_pg import EmbeddedPostgres
+
+        typer.echo(f"Starting embedded Postgres in {settings.embedded_data_dir} ...")
+        embedded = EmbeddedPostgres(settings.embedded_data_dir)
+        url = embedded.create_database("ams")
+        settings = settings.model_copy(update={"database_url": url})
+    if migrate is None:
+        migrate = embedded is not None or os.environ.get("MIGRATE_ON_START") == "1"
+    try:
+        if migrate:
+            _upgrade(url)
+        from app.main import create_app
+
+        bind_host, bind_port = host or settings.host, port or settings.port
+        token = mint_token(settings, "admin", [Role.admin])
+        typer.echo(f"\nInteractive docs: http://{bind_host}:{bind_port}/docs")
+        typer.echo(f"Admin token (valid {settings.auth.dev_token_ttl_s // 3600} h):\n{token}\n")
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings),
+                host=bind_host,
+                port=bind_port,
+                log_config=None,
+                timeout_graceful_shutdown=20,
+                proxy_headers=True,
+            )
+        )
+        asyncio.run(server.serve())
+    finally:
+        if embedded is not None:
+            typer.echo("Stopping embedded Postgres ...")
+            embedded.stop()
+
+
+@migrate_cli.command("upgrade")
+def migrate_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Upgrade the DATABASE_URL database to REVISION (default head)."""
+    _upgrade(_database_url(get_settings()), revision)
+
+
+@migrate_cli.command("downgrade")
+def migrate_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
+    """Downgrade the DATABASE_URL database to REVISION (e.g. -1 or base)."""
+    config = alembic_config()
+    config.attributes["url"] = _database_url(get_settings())
+    command.downgrade(config, revision)
+
+
+@cli.command()
+def token(
+    role: Annotated[list[Role], typer.Option("--role", "-r", help="Role; repeat for several.")],
+    subject: Annotated[
+        str | None, typer.Option(help="Token subject: a manager id or a service name.")
+    ] = None,
+    ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
+) -> None:
+    """Print a signed development JWT (HS256 with AUTH__JWT_SECRET)."""
+    typer.echo(mint_token(get_settings(), subject or str(uuid.uuid4()), role, ttl))
+
+
+@cli.command()
+def openapi(
+    output: Annotated[str, typer.Option(help="File to write; '-' for standard output.")] = (
+        "openapi.yaml"
+    ),
+) -> None:
+    """Write the OpenAPI document the app serves (keep openapi.yaml equal to it)."""
+    from app.main import create_app
+    from app.openapi import render_openapi
+
+    document = render_openapi(create_app(Settings(database_url=None)))
+    if output == "-":
+        typer.echo(document, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(document)
+
+
+def main() -> None:
+    """Entry point of the ``ams`` script."""
+    cli()

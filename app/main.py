@@ -1,0 +1,69 @@
+"""The ASGI application: ``create_app()`` wires routers, middleware and error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app import models  # noqa: F401  (registers every table)
+from app.clients.router import router as clients_router
+from app.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.health import migration_heads
+from app.core.health import router as health_router
+from app.core.observability import install_observability
+from app.managers.router import router as managers_router
+from app.openapi import finish_openapi
+
+API_DESCRIPTION = """System of record for client accounts, the managers responsible for
+them, every contact with them, their complaints, sales quotas and risk flags.
+
+Conventions: JSON in snake_case; times RFC 3339 (returned in UTC); money as
+`{"amount": "1234.50", "currency": "EUR"}`; errors as RFC 9457 problem+json; lists
+cursor-paginated (`limit`, `cursor` → `next_cursor`); `ETag`/`If-Match` on updates;
+`Idempotency-Key` on POST; bearer JWT on everything but `/health`."""
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application. The database engine is created in the lifespan, unless the
+    caller (a test) has already put ``engine`` and ``sessionmaker`` on ``app.state``."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns_engine = not hasattr(app.state, "engine")
+        if owns_engine:
+            if settings.database_url is None:
+                raise RuntimeError("DATABASE_URL is not set (use `ams serve` for embedded)")
+            app.state.engine = create_engine(settings, settings.database_url)
+            app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        try:
+            yield
+        finally:
+            if owns_engine:
+                await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Account management service",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.migration_heads = migration_heads()
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(managers_router)
+    app.include_router(clients_router)
+    install_observability(app)
+    app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
+    return app
