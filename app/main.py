@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import models  # noqa: F401  (registers every table)
+from app.assignments.router import router as assignments_router
 from app.clients.router import router as clients_router
 from app.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(managers_router)
     app.include_router(clients_router)
+    app.include_router(assignments_router)
     install_observability(app)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
     return app

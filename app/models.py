@@ -1,8 +1,9 @@
 """Every domain's models, imported once: the registry Alembic and tests use."""
 
+from app.assignments.models import Absence, Assignment
 from app.clients.models import Client
 from app.core.db import Base
 from app.core.http import IdempotencyRecord
 from app.managers.models import Manager
 
-__all__ = ["Base", "Client", "IdempotencyRecord", "Manager"]
+__all__ = ["Absence", "Assignment", "Base", "Client", "IdempotencyRecord", "Manager"]

@@ -111,8 +111,12 @@ async def create_idempotently(
     key: str | None,
     payload: BaseModel,
     create: Callable[[], Awaitable[BaseModel]],
+    *,
+    location: str | None = None,
 ) -> JSONResponse:
     """Run ``create`` once per (caller, key) and answer 201 with ETag and Location.
+
+    ``location`` is the collection the created ``id`` lives in (default: this path).
 
     Raises:
         Unprocessable: the key was used before with a different method, path or body.
@@ -149,7 +153,7 @@ async def create_idempotently(
     body = created.model_dump(mode="json")
     headers = {
         "ETag": etag(int(body["version"])),
-        "Location": f"{request.url.path.rstrip('/')}/{body['id']}",
+        "Location": f"{(location or request.url.path).rstrip('/')}/{body['id']}",
     }
     if key is not None:
         await session.execute(

@@ -31,6 +31,11 @@ class ManagerUpdate(StrictModel):
     region: Name | None = None
     active: bool | None = None
     external_ref: ExternalRef | None = None
+    successor_id: uuid.UUID | None = Field(
+        default=None,
+        description="With `active: false`: hand the manager's open primary assignments to "
+        "this manager in the same transaction. Without it, open primaries make it a 409.",
+    )
 
 
 class ManagerRead(AuditedRead):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments import repository as assignments_repository
+from app.assignments import service as assignments_service
 from app.core.auth import Principal
 from app.core.crud import apply_changes, changes_of, delete_row, new_row
-from app.core.errors import Unprocessable, register_constraint
+from app.core.errors import Conflict, Unprocessable, register_constraint
 from app.managers import repository
 from app.managers.models import Manager
 from app.managers.schemas import ManagerCreate, ManagerUpdate
@@ -75,8 +78,35 @@ async def update_manager(
             raise Unprocessable.field(f"body.{required}", f"{required} cannot be null.")
     if "reports_to_id" in changes:
         await _check_lead(session, changes["reports_to_id"])
+    successor_id = changes.pop("successor_id", None)
+    if changes.get("active") is False and row.active:
+        await _release_book(session, principal, row, successor_id)
+    elif successor_id is not None:
+        raise Unprocessable.field("body.successor_id", "successor_id goes with active: false.")
     await apply_changes(session, row, changes, principal, if_match)
     return row
+
+
+async def _release_book(
+    session: AsyncSession, principal: Principal, row: Manager, successor_id: uuid.UUID | None
+) -> None:
+    """A manager leaves: open primaries go to the successor (or it is a 409 listing them);
+    their open secondary and cover assignments end now."""
+    now = datetime.now(UTC)
+    open_primaries = await assignments_repository.open_primaries(session, row.id, now)
+    if open_primaries and successor_id is None:
+        raise Conflict(
+            f"Manager {row.id} still holds {len(open_primaries)} open primary assignment(s); "
+            "hand them over first or name a successor_id.",
+            extra={
+                "open_primary_assignments": [
+                    {"id": str(a.id), "client_id": str(a.client_id)} for a in open_primaries
+                ]
+            },
+        )
+    if successor_id is not None:
+        await assignments_service.hand_over_book(session, principal, row.id, successor_id)
+    await assignments_repository.end_open_non_primary(session, row.id, now, principal.subject)
 
 
 async def delete_manager(
