@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import uuid
 from typing import Annotated
 
@@ -78,11 +79,19 @@ def serve(
                 proxy_headers=True,
             )
         )
+        # uvicorn restores the previous handlers after its graceful shutdown and re-raises
+        # the signal; make SIGTERM/SIGHUP unwind like Ctrl-C so the finally block runs.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _exit_on_signal)
         asyncio.run(server.serve())
     finally:
         if embedded is not None:
             typer.echo("Stopping embedded Postgres ...")
             embedded.stop()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @migrate_cli.command("upgrade")

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Protocol
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import DateTime, Integer, String, func, select, update
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import JSON, DateTime, Integer, String, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,8 +81,9 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     status_code: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    # json, not jsonb: a replay returns the body with its keys in the original order.
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

@@ -1,8 +1,9 @@
 """Money and ISO codes.
 
 Money travels as ``{"amount": "1234.50", "currency": "EUR"}``: the amount is a decimal
-string (never a JSON number) with at most the currency's minor-unit digits (JPY 0,
-EUR 2, KWD 3; from CLDR via Babel) and is always rendered with exactly that many.
+string (never a JSON number) whose value fits the currency's minor unit (ISO 4217
+"List One" exponents: JPY 0, EUR 2, HUF 2, KWD 3) and is always rendered with exactly
+that many decimals. ``"100.00"`` is accepted for JPY (the value is whole); ``"1.5"`` is not.
 Stored as ``NUMERIC(19,4)`` plus a ``CHAR(3)`` ISO 4217 code.
 """
 
@@ -13,7 +14,6 @@ from functools import lru_cache
 from typing import Annotated, Self
 
 import pycountry
-from babel.numbers import get_currency_precision
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 MAX_AMOUNT_DIGITS = 15  # NUMERIC(19,4): 15 integer digits
@@ -54,10 +54,16 @@ def _countries() -> frozenset[str]:
     return frozenset(c.alpha_2 for c in pycountry.countries)
 
 
-@lru_cache(maxsize=512)
+# ISO 4217 List One exponents other than 2 (source: ISO 4217 amendment 179, 2025).
+_EXPONENTS = {
+    **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+}
+
+
 def currency_decimals(code: str) -> int:
     """Minor-unit digits of an ISO 4217 currency (JPY 0, EUR 2, KWD 3)."""
-    return int(get_currency_precision(code))
+    return _EXPONENTS.get(code, 2)
 
 
 def _check_currency(value: str) -> str:
@@ -108,9 +114,7 @@ class Money(BaseModel):
         except InvalidOperation as exc:  # pragma: no cover - the pattern prevents it
             raise ValueError("amount is not a decimal number") from exc
         digits = currency_decimals(self.currency)
-        exponent = value.as_tuple().exponent
-        assert isinstance(exponent, int)
-        if -exponent > digits:
+        if quantize(value, self.currency) != value:
             raise ValueError(f"{self.currency} amounts have at most {digits} decimal places")
         self.amount = format(quantize(value, self.currency), "f")
         return self
