@@ -11,14 +11,17 @@ from fastapi.routing import APIRoute
 from app import models  # noqa: F401  (registers every table)
 from app.assignments.router import router as assignments_router
 from app.clients.router import router as clients_router
+from app.complaints.router import router as complaints_router
 from app.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.health import migration_heads
 from app.core.health import router as health_router
 from app.core.observability import install_observability
+from app.interactions.router import router as interactions_router
 from app.managers.router import router as managers_router
 from app.openapi import finish_openapi
+from app.timeline.router import router as timeline_router
 
 API_DESCRIPTION = """System of record for client accounts, the managers responsible for
 them, every contact with them, their complaints, sales quotas and risk flags.
@@ -66,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(managers_router)
     app.include_router(clients_router)
     app.include_router(assignments_router)
+    app.include_router(interactions_router)
+    app.include_router(complaints_router)
+    app.include_router(timeline_router)
     install_observability(app)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
     return app

@@ -2,8 +2,21 @@
 
 from app.assignments.models import Absence, Assignment
 from app.clients.models import Client
+from app.complaints.models import Complaint, ComplaintTransition, SlaPolicy
 from app.core.db import Base
 from app.core.http import IdempotencyRecord
+from app.interactions.models import Interaction
 from app.managers.models import Manager
 
-__all__ = ["Absence", "Assignment", "Base", "Client", "IdempotencyRecord", "Manager"]
+__all__ = [
+    "Absence",
+    "Assignment",
+    "Base",
+    "Client",
+    "Complaint",
+    "ComplaintTransition",
+    "IdempotencyRecord",
+    "Interaction",
+    "Manager",
+    "SlaPolicy",
+]

@@ -117,7 +117,8 @@ async def create_idempotently(
 ) -> JSONResponse:
     """Run ``create`` once per (caller, key) and answer 201 with ETag and Location.
 
-    ``location`` is the collection the created ``id`` lives in (default: this path).
+    ``location`` is the collection the created ``id`` lives in (default: this path;
+    ``""``: no Location header). ``ETag`` is sent when the body has a ``version``.
 
     Raises:
         Unprocessable: the key was used before with a different method, path or body.
@@ -146,16 +147,18 @@ async def create_idempotently(
                 "header.Idempotency-Key",
                 "This Idempotency-Key was already used with a different request.",
             )
-        headers = dict(record.response_headers or {})
-        headers["Idempotent-Replayed"] = "true"
-        return JSONResponse(record.response_body, status_code=record.status_code, headers=headers)
+        replayed = dict(record.response_headers or {})
+        replayed["Idempotent-Replayed"] = "true"
+        return JSONResponse(record.response_body, status_code=record.status_code, headers=replayed)
 
     created = await create()
     body = created.model_dump(mode="json")
-    headers = {
-        "ETag": etag(int(body["version"])),
-        "Location": f"{(location or request.url.path).rstrip('/')}/{body['id']}",
-    }
+    headers: dict[str, str] = {}
+    if "version" in body:
+        headers["ETag"] = etag(int(body["version"]))
+    if location != "" and "id" in body:
+        collection = request.url.path if location is None else location
+        headers["Location"] = f"{collection.rstrip('/')}/{body['id']}"
     if key is not None:
         await session.execute(
             update(IdempotencyRecord)

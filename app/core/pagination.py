@@ -44,20 +44,46 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(row_id)], separators=(",", ":"))
+CursorValue = datetime | uuid.UUID | int | str
+
+
+def encode_cursor(*values: CursorValue) -> str:
+    """The opaque cursor for a row whose sort key is ``values``."""
+    raw = json.dumps(
+        [
+            v.isoformat() if isinstance(v, datetime) else v if isinstance(v, int) else str(v)
+            for v in values
+        ],
+        separators=(",", ":"),
+    )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Parse a cursor; a tampered or foreign cursor is a 422 on ``query.cursor``."""
+def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
+    """Parse a cursor whose values have ``types`` (default: an instant and a UUID); a
+    tampered or foreign cursor is a 422 on ``query.cursor``."""
+    types = types or (datetime, uuid.UUID)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, uuid.UUID(row_id)
+        raw = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(raw, list) or len(raw) != len(types):
+            raise ValueError("shape")
+        values: list[Any] = []
+        for kind, value in zip(types, raw, strict=True):
+            if kind is datetime:
+                parsed = datetime.fromisoformat(value)
+                if parsed.tzinfo is None:
+                    raise ValueError("naive")
+                values.append(parsed)
+            elif kind is uuid.UUID:
+                values.append(uuid.UUID(value))
+            elif kind is int:
+                if not isinstance(value, int):
+                    raise ValueError("int")
+                values.append(value)
+            else:
+                values.append(str(value))
+        return tuple(values)
     except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Unprocessable.field("query.cursor", "The cursor is not valid.") from exc
 

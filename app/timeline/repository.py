@@ -1,0 +1,153 @@
+"""The client timeline as one UNION ALL statement per page.
+
+Events are ordered by ``(at, kind, id)``, a total order, so equal timestamps come back
+in the same order on every call and the keyset cursor never skips or repeats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, and_, func, literal, or_, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.assignments.models import Assignment
+from app.complaints.models import Complaint, ComplaintTransition
+from app.core.pagination import decode_cursor, encode_cursor
+from app.interactions.models import Interaction
+from app.timeline.schemas import EventKind, TimelineEvent, TimelineOrder, TimelineQuery
+
+
+def _events(client_id: uuid.UUID) -> dict[EventKind, Any]:
+    def kind(value: EventKind) -> Any:
+        return literal(value.value, type_=String).label("kind")
+
+    return {
+        EventKind.interaction: select(
+            Interaction.occurred_at.label("at"),
+            kind(EventKind.interaction),
+            Interaction.id.label("id"),
+            Interaction.subject.label("summary"),
+            func.json_build_object(
+                "manager_id",
+                Interaction.manager_id,
+                "channel",
+                Interaction.channel,
+                "direction",
+                Interaction.direction,
+                "sentiment",
+                Interaction.sentiment,
+                "duration_minutes",
+                Interaction.duration_minutes,
+            ).label("data"),
+        ).where(Interaction.client_id == client_id),
+        EventKind.complaint_received: select(
+            Complaint.received_at,
+            kind(EventKind.complaint_received),
+            Complaint.id,
+            Complaint.title,
+            func.json_build_object(
+                "severity",
+                Complaint.severity,
+                "category",
+                Complaint.category,
+                "status",
+                Complaint.status,
+                "assignee_id",
+                Complaint.assignee_id,
+            ),
+        ).where(Complaint.client_id == client_id),
+        EventKind.complaint_transition: select(
+            ComplaintTransition.at,
+            kind(EventKind.complaint_transition),
+            ComplaintTransition.id,
+            ComplaintTransition.from_status + " → " + ComplaintTransition.to_status,
+            func.json_build_object(
+                "complaint_id",
+                ComplaintTransition.complaint_id,
+                "from_status",
+                ComplaintTransition.from_status,
+                "to_status",
+                ComplaintTransition.to_status,
+                "actor",
+                ComplaintTransition.actor,
+                "note",
+                ComplaintTransition.note,
+            ),
+        ).where(
+            ComplaintTransition.client_id == client_id,
+            ComplaintTransition.from_status.is_not(None),
+        ),
+        EventKind.assignment_started: select(
+            Assignment.starts_at,
+            kind(EventKind.assignment_started),
+            Assignment.id,
+            Assignment.role + " assignment started",
+            func.json_build_object(
+                "manager_id",
+                Assignment.manager_id,
+                "role",
+                Assignment.role,
+                "reason",
+                Assignment.reason,
+                "ends_at",
+                Assignment.ends_at,
+            ),
+        ).where(Assignment.client_id == client_id, Assignment.starts_at <= func.now()),
+        EventKind.assignment_ended: select(
+            Assignment.ends_at,
+            kind(EventKind.assignment_ended),
+            Assignment.id,
+            Assignment.role + " assignment ended",
+            func.json_build_object(
+                "manager_id",
+                Assignment.manager_id,
+                "role",
+                Assignment.role,
+                "reason",
+                Assignment.reason,
+                "starts_at",
+                Assignment.starts_at,
+            ),
+        ).where(Assignment.client_id == client_id, Assignment.ends_at <= func.now()),
+    }
+
+
+async def timeline_page(
+    session: AsyncSession, client_id: uuid.UUID, query: TimelineQuery
+) -> tuple[list[TimelineEvent], str | None]:
+    """One page of the client's timeline (one statement). Only events that have happened
+    (assignments starting or ending later are not shown yet)."""
+    parts = _events(client_id)
+    wanted = set(query.kinds or parts)
+    events = union_all(*(p for k, p in parts.items() if k in wanted)).subquery("events")
+    at, kind, event_id = events.c.at, events.c.kind, events.c.id
+    stmt = select(events)
+    descending = query.order == TimelineOrder.desc
+    if query.cursor:
+        c_at, c_kind, c_id = decode_cursor(query.cursor, datetime, str, uuid.UUID)
+        if descending:
+            after = or_(
+                at < c_at,
+                and_(at == c_at, or_(kind < c_kind, and_(kind == c_kind, event_id < c_id))),
+            )
+        else:
+            after = or_(
+                at > c_at,
+                and_(at == c_at, or_(kind > c_kind, and_(kind == c_kind, event_id > c_id))),
+            )
+        stmt = stmt.where(after)
+    keys = (at.desc(), kind.desc(), event_id.desc()) if descending else (at, kind, event_id)
+    stmt = stmt.order_by(*keys).limit(query.limit + 1)
+    rows = (await session.execute(stmt)).all()
+    items = [
+        TimelineEvent(at=r.at, kind=r.kind, id=r.id, summary=r.summary, data=r.data)
+        for r in rows[: query.limit]
+    ]
+    cursor = None
+    if len(rows) > query.limit:
+        last = items[-1]
+        cursor = encode_cursor(last.at, last.kind.value, last.id)
+    return items, cursor
