@@ -50,6 +50,9 @@ class OrganisationSettings(BaseModel):
 
     time_zone: str = "UTC"
     fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+    currency: str = Field(
+        default="EUR", pattern=r"^[A-Z]{3}$", description="Default currency of team roll-ups."
+    )
 
     @field_validator("time_zone")
     @classmethod

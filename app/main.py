@@ -21,6 +21,8 @@ from app.core.observability import install_observability
 from app.interactions.router import router as interactions_router
 from app.managers.router import router as managers_router
 from app.openapi import finish_openapi
+from app.quotas.router import router as quotas_router
+from app.sales.router import router as sales_router
 from app.timeline.router import router as timeline_router
 
 API_DESCRIPTION = """System of record for client accounts, the managers responsible for
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(interactions_router)
     app.include_router(complaints_router)
     app.include_router(timeline_router)
+    app.include_router(sales_router)
+    app.include_router(quotas_router)
     install_observability(app)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
     return app

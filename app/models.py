@@ -7,6 +7,8 @@ from app.core.db import Base
 from app.core.http import IdempotencyRecord
 from app.interactions.models import Interaction
 from app.managers.models import Manager
+from app.quotas.models import Quota
+from app.sales.models import FxRate, Sale
 
 __all__ = [
     "Absence",
@@ -15,8 +17,11 @@ __all__ = [
     "Client",
     "Complaint",
     "ComplaintTransition",
+    "FxRate",
     "IdempotencyRecord",
     "Interaction",
     "Manager",
+    "Quota",
+    "Sale",
     "SlaPolicy",
 ]

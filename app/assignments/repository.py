@@ -159,11 +159,11 @@ def responsible_condition(at: datetime | ColumnElement[Any]) -> ColumnElement[bo
     )
 
 
-async def book_page(
-    session: AsyncSession, manager_id: uuid.UUID, at: datetime, query: BookQuery
-) -> tuple[list[tuple[Assignment, Client]], str | None]:
-    """One page of the clients ``manager_id`` is responsible for at ``at``, ordered by
-    the client's ``(created_at, id)``; one statement (gist index on manager and period)."""
+def book_statement(
+    manager_id: uuid.UUID, at: datetime, query: BookQuery
+) -> Select[Assignment, Client]:
+    """The one statement behind :func:`book_page`: ``limit + 1`` rows of the clients
+    ``manager_id`` is responsible for at ``at``, after ``query.cursor``."""
     stmt = (
         select(Assignment, Client)
         .join(Client, Client.id == Assignment.client_id)
@@ -173,7 +173,15 @@ async def book_page(
         stmt = stmt.where(
             tuple_(Client.created_at, Client.id) > tuple_(*decode_cursor(query.cursor))
         )
-    stmt = stmt.order_by(Client.created_at, Client.id).limit(query.limit + 1)
+    return stmt.order_by(Client.created_at, Client.id).limit(query.limit + 1)
+
+
+async def book_page(
+    session: AsyncSession, manager_id: uuid.UUID, at: datetime, query: BookQuery
+) -> tuple[list[tuple[Assignment, Client]], str | None]:
+    """One page of the clients ``manager_id`` is responsible for at ``at``, ordered by
+    the client's ``(created_at, id)``; one statement (gist index on manager and period)."""
+    stmt = book_statement(manager_id, at, query)
     rows = [(a, c) for a, c in (await session.execute(stmt)).all()]
     page = rows[: query.limit]
     cursor = None

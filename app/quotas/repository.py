@@ -1,0 +1,289 @@
+"""SQL for quotas and attainment.
+
+Attainment is one statement for any set of quotas (one quota, or a team's): sales are
+first summed per (quota, currency, local date), then each group is priced with the
+latest FX rate on or before that date, so a million sales cost a few thousand rate
+look-ups, not a million.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Subquery,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.auth import Principal
+from app.core.errors import NotFound
+from app.core.pagination import PageQuery, decode_cursor, encode_cursor, keyset, page_of
+from app.interactions.models import Interaction
+from app.managers.models import Manager
+from app.quotas.models import Metric, Quota
+from app.quotas.schemas import QuotaFilters
+from app.sales.models import Sale
+from app.sales.repository import local_date, rate_lookup
+
+
+def visible(principal: Principal) -> Select[Quota]:
+    """Quotas the caller may see (row-level scoping arrives with access control)."""
+    return select(Quota)
+
+
+async def get(session: AsyncSession, principal: Principal, quota_id: uuid.UUID) -> Quota:
+    row = (
+        await session.execute(visible(principal).where(Quota.id == quota_id))
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"Quota {quota_id} was not found.")
+    return row
+
+
+async def list_page(
+    session: AsyncSession, principal: Principal, filters: QuotaFilters
+) -> tuple[list[Quota], str | None]:
+    conditions: list[Any] = []
+    if filters.manager_id is not None:
+        conditions.append(Quota.manager_id == filters.manager_id)
+    if filters.metric is not None:
+        conditions.append(Quota.metric == filters.metric.value)
+    if filters.active_at is not None:
+        conditions.append(Quota.period.contains(filters.active_at))
+    stmt = keyset(visible(principal).where(*conditions), Quota.created_at, Quota.id, filters)
+    return page_of((await session.execute(stmt)).scalars().all(), filters.limit)
+
+
+async def overlapping(
+    session: AsyncSession,
+    manager_id: uuid.UUID,
+    metric: str,
+    start: datetime,
+    end: datetime,
+    exclude_id: uuid.UUID | None = None,
+) -> Quota | None:
+    stmt = select(Quota).where(
+        Quota.manager_id == manager_id,
+        Quota.metric == metric,
+        Quota.period_start < end,
+        Quota.period_end > start,
+    )
+    if exclude_id is not None:
+        stmt = stmt.where(Quota.id != exclude_id)
+    return (await session.execute(stmt.limit(1))).scalar_one_or_none()
+
+
+def achievement_statement(
+    quotas: Subquery, quote: Any, as_of: datetime, time_zone: str
+) -> Select[Any]:
+    """Per quota in ``quotas``: achieved so far (money converted into ``quote``, or a
+    count), the first sale group without an FX rate (``missing_rate``), and the FX rate
+    for its money target into ``quote`` at the period's last local day (``target_rate``).
+
+    ``quotas`` needs columns id, manager_id, metric, period_start, period_end, channel,
+    target_currency; ``quote`` is a currency literal or a column of ``quotas``.
+    """
+    q = quotas.c
+    upto = func.least(q.period_end, as_of)
+    on = local_date(Sale.closed_at, time_zone)
+    daily = (
+        select(
+            q.id.label("quota_id"),
+            Sale.currency.label("currency"),
+            on.label("on"),
+            cast(quote, String).label("quote"),
+            func.sum(Sale.amount).label("amount"),
+        )
+        .select_from(quotas)
+        .join(
+            Sale,
+            and_(
+                Sale.credited_manager_id == q.manager_id,
+                Sale.closed_at >= q.period_start,
+                Sale.closed_at < upto,
+            ),
+        )
+        .where(q.metric == Metric.sales_amount.value)
+        .group_by(q.id, Sale.currency, on, quote)
+        .subquery("daily")
+    )
+    fx = rate_lookup(daily.c.currency, daily.c.quote, daily.c.on)
+    same = daily.c.currency == daily.c.quote
+    priced = (
+        select(
+            daily.c.quota_id,
+            func.sum(daily.c.amount * case((same, literal(Decimal(1))), else_=fx.c.rate)).label(
+                "achieved"
+            ),
+            func.min(
+                case(
+                    (
+                        and_(~same, fx.c.rate.is_(None)),
+                        daily.c.currency
+                        + "/"
+                        + daily.c.quote
+                        + " on or before "
+                        + cast(daily.c.on, String),
+                    ),
+                )
+            ).label("missing_rate"),
+        )
+        .select_from(daily)
+        .outerjoin(fx, literal(True))
+        .group_by(daily.c.quota_id)
+        .subquery("priced")
+    )
+    counted = (
+        select(q.id.label("quota_id"), func.count(Interaction.id).label("achieved"))
+        .select_from(quotas)
+        .join(
+            Interaction,
+            and_(
+                Interaction.manager_id == q.manager_id,
+                Interaction.occurred_at >= q.period_start,
+                Interaction.occurred_at < upto,
+                or_(q.channel.is_(None), Interaction.channel == q.channel),
+            ),
+        )
+        .where(q.metric == Metric.interaction_count.value)
+        .group_by(q.id)
+        .subquery("counted")
+    )
+    target_on = local_date(q.period_end - func.make_interval(0, 0, 0, 0, 0, 0, 1), time_zone)
+    target_fx = rate_lookup(q.target_currency, cast(quote, String), target_on)
+    return (
+        select(
+            quotas,
+            func.coalesce(priced.c.achieved, cast(counted.c.achieved, Integer), 0).label(
+                "achieved"
+            ),
+            priced.c.missing_rate,
+            case(
+                (q.target_currency.is_(None), null()),
+                (q.target_currency == cast(quote, String), literal(Decimal(1))),
+                else_=target_fx.c.rate,
+            ).label("target_rate"),
+        )
+        .select_from(quotas)
+        .outerjoin(priced, priced.c.quota_id == q.id)
+        .outerjoin(counted, counted.c.quota_id == q.id)
+        .outerjoin(target_fx, literal(True))
+    )
+
+
+def quota_columns() -> list[Any]:
+    return [
+        Quota.id,
+        Quota.manager_id,
+        Quota.metric,
+        Quota.period_start,
+        Quota.period_end,
+        Quota.channel,
+        Quota.target_amount,
+        Quota.target_currency,
+        Quota.target_count,
+    ]
+
+
+async def achievement_of(
+    session: AsyncSession, quota_id: uuid.UUID, as_of: datetime, time_zone: str
+) -> Any:
+    quotas = select(*quota_columns()).where(Quota.id == quota_id).subquery("quotas")
+    stmt = achievement_statement(quotas, quotas.c.target_currency, as_of, time_zone)
+    return (await session.execute(stmt)).one()
+
+
+async def team_achievements(
+    session: AsyncSession,
+    manager_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    currency: str,
+    time_zone: str,
+) -> list[Any]:
+    """Every quota inside ``[start, end)`` of the manager and everyone reporting to them
+    (recursively), with its achievement in ``currency`` and the member's depth."""
+    team = (
+        select(Manager.id.label("id"), literal(0).label("depth"))
+        .where(Manager.id == manager_id)
+        .cte("team", recursive=True)
+    )
+    team = team.union(
+        select(Manager.id, team.c.depth + 1).join(team, Manager.reports_to_id == team.c.id)
+    )
+    quotas = (
+        select(*quota_columns(), team.c.depth)
+        .join(team, team.c.id == Quota.manager_id)
+        .where(Quota.period_start >= start, Quota.period_end <= end)
+        .subquery("quotas")
+    )
+    stmt = achievement_statement(quotas, literal(currency), as_of, time_zone)
+    stmt = stmt.order_by(quotas.c.depth, quotas.c.manager_id, quotas.c.metric)
+    return list((await session.execute(stmt)).all())
+
+
+async def counted_records(
+    session: AsyncSession, quota: Quota, as_of: datetime, time_zone: str, page: PageQuery
+) -> tuple[list[Any], str | None]:
+    """One page of the sales (with the FX rate applied) or interactions that counted,
+    ordered by ``(at, id)``."""
+    upto = min(quota.period_end, as_of)
+    if quota.metric == Metric.sales_amount.value:
+        fx = rate_lookup(
+            Sale.currency, literal(quota.target_currency), local_date(Sale.closed_at, time_zone)
+        )
+        at, key = Sale.closed_at, Sale.id
+        stmt: Any = (
+            select(
+                Sale.id.label("id"),
+                Sale.closed_at.label("at"),
+                Sale.amount,
+                Sale.currency,
+                case(
+                    (Sale.currency == quota.target_currency, literal(Decimal(1))),
+                    else_=fx.c.rate,
+                ).label("rate"),
+                fx.c.valid_on.label("rate_valid_on"),
+            )
+            .outerjoin(fx, literal(True))
+            .where(
+                Sale.credited_manager_id == quota.manager_id,
+                Sale.closed_at >= quota.period_start,
+                Sale.closed_at < upto,
+            )
+        )
+    else:
+        at, key = Interaction.occurred_at, Interaction.id
+        stmt = select(
+            Interaction.id.label("id"),
+            Interaction.occurred_at.label("at"),
+            Interaction.channel,
+        ).where(
+            Interaction.manager_id == quota.manager_id,
+            Interaction.occurred_at >= quota.period_start,
+            Interaction.occurred_at < upto,
+        )
+        if quota.channel:
+            stmt = stmt.where(Interaction.channel == quota.channel)
+    if page.cursor:
+        stmt = stmt.where(tuple_(at, key) > tuple_(*decode_cursor(page.cursor)))
+    rows = list((await session.execute(stmt.order_by(at, key).limit(page.limit + 1))).all())
+    items = rows[: page.limit]
+    cursor = encode_cursor(items[-1].at, items[-1].id) if len(rows) > page.limit else None
+    return items, cursor
