@@ -29,6 +29,7 @@ from app.config import Environment, Settings
 from app.core.auth import Role, mint_token
 from app.core.db import create_engine, create_sessionmaker
 from app.core.health import alembic_config
+from app.core.observability import configure_logging
 from app.main import create_app
 from app.models import Base
 
@@ -73,6 +74,13 @@ def database_url() -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if server is not None:
             server.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logs() -> None:
+    """Log as in production: one JSON line per event. (Unconfigured, structlog renders
+    tracebacks with rich and every local variable, which costs seconds per 500.)"""
+    configure_logging("INFO", json_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -135,6 +143,15 @@ async def client(app: FastAPI, token: str) -> AsyncIterator[AsyncClient]:
 async def anon(app: FastAPI) -> AsyncIterator[AsyncClient]:
     """An HTTP client without credentials."""
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+async def anon_lenient(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """Like ``anon``, but an unhandled exception comes back as the app's 500 response
+    instead of being re-raised into the test (so a test can assert on that response)."""
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
 
 

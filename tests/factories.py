@@ -6,6 +6,8 @@ import uuid
 from typing import Any
 
 from httpx import AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def create_manager(http: AsyncClient, **fields: Any) -> dict[str, Any]:
@@ -30,5 +32,123 @@ async def create_client(http: AsyncClient, **fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     response = await http.post("/v1/clients", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def insert_clients(
+    conn: AsyncConnection, count: int, *, prefix: str = "Bulk", ties: int = 1
+) -> list[uuid.UUID]:
+    """Insert ``count`` clients with one SQL statement (fast, bypasses the API); return
+    their ids. ``created_at`` steps by 1 ms every ``ties`` rows, so ``ties > 1`` puts
+    several rows on the same instant (the keyset's ``id`` tie-breaker then matters)."""
+    result = await conn.execute(
+        text(
+            "INSERT INTO clients (id, name, segment, lifecycle_stage, country, currency,"
+            " version, created_at, updated_at)"
+            " SELECT gen_random_uuid(), :prefix || ' ' || g, 'small', 'prospect', 'HU', 'HUF',"
+            " 1, t, t FROM generate_series(1, :count) AS g,"
+            " LATERAL (SELECT now() - interval '1 hour'"
+            " + ((g - 1) / :ties) * interval '1 millisecond' AS t) AS ts"
+            " RETURNING id"
+        ),
+        {"prefix": prefix, "count": count, "ties": ties},
+    )
+    return [row[0] for row in result]
+
+
+async def create_assignment(
+    http: AsyncClient,
+    client_id: str,
+    manager_id: str,
+    role: str = "primary",
+    starts_at: str | None = None,
+    ends_at: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Create an assignment through the API (``starts_at`` omitted = now); assert 201."""
+    body: dict[str, Any] = {"client_id": client_id, "manager_id": manager_id, "role": role}
+    if starts_at is not None:
+        body["starts_at"] = starts_at
+    if ends_at is not None:
+        body["ends_at"] = ends_at
+    body.update(fields)
+    response = await http.post("/v1/assignments", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+# Issue 4 defaults, as the migration seeds them: (severity, first response h, resolution h).
+DEFAULT_SLA = (("critical", 1, 24), ("high", 4, 72), ("medium", 24, 120), ("low", 48, 240))
+
+
+async def ensure_default_sla_policies(conn: AsyncConnection) -> None:
+    """Re-seed the default SLA policies inside the test's transaction when they are
+    missing (the ``live_client`` fixture's TRUNCATE removes the migration's seed rows);
+    a no-op while they exist. Same ids as the migration."""
+    for severity, first, resolution in DEFAULT_SLA:
+        await conn.execute(
+            text(
+                "INSERT INTO sla_policies (id, severity, segment, first_response_hours,"
+                " resolution_hours, version, created_by, updated_by)"
+                " VALUES (:id, :severity, NULL, :first, :resolution, 1, 'migration',"
+                " 'migration') ON CONFLICT DO NOTHING"
+            ),
+            {
+                "id": uuid.uuid5(uuid.NAMESPACE_URL, f"ams:sla:{severity}"),
+                "severity": severity,
+                "first": first,
+                "resolution": resolution,
+            },
+        )
+
+
+async def create_complaint(http: AsyncClient, client_id: str, **fields: Any) -> dict[str, Any]:
+    """Record a complaint through the API (critical product complaint unless told); assert
+    201."""
+    body: dict[str, Any] = {
+        "client_id": client_id,
+        "title": f"Complaint {uuid.uuid4().hex[:8]}",
+        "category": "product",
+        "severity": "critical",
+    }
+    body.update(fields)
+    response = await http.post("/v1/complaints", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def move_complaint(
+    http: AsyncClient, complaint_id: str, to: str, **fields: Any
+) -> dict[str, Any]:
+    """Apply one status transition (``resolution`` filled in when moving to resolved);
+    assert 201; return the transition with its ``complaint``."""
+    body: dict[str, Any] = {"to": to}
+    if to == "resolved":
+        body["resolution"] = "Fixed."
+    body.update(fields)
+    response = await http.post(f"/v1/complaints/{complaint_id}/transitions", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def create_interaction(
+    http: AsyncClient, client_id: str, manager_id: str | None, **fields: Any
+) -> dict[str, Any]:
+    """Log an interaction through the API (an outbound phone call now unless told);
+    assert 201."""
+    from datetime import UTC, datetime
+
+    body: dict[str, Any] = {
+        "client_id": client_id,
+        "channel": "phone",
+        "direction": "outbound",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "subject": "Call",
+    }
+    if manager_id is not None:
+        body["manager_id"] = manager_id
+    body.update(fields)
+    response = await http.post("/v1/interactions", json=body)
     assert response.status_code == 201, response.text
     return dict(response.json())

@@ -69,9 +69,7 @@ def rate_lookup(base: Any, quote: Any, on: Any) -> Any:
         .correlate_except(FxRate)
     )
     inverse = (
-        select(
-            (literal(Decimal(1)) / FxRate.rate).label("rate"), FxRate.valid_on.label("valid_on")
-        )
+        select((literal(Decimal(1)) / FxRate.rate).label("rate"), FxRate.valid_on.label("valid_on"))
         .where(FxRate.base == quote, FxRate.quote == base, FxRate.valid_on <= on)
         .correlate_except(FxRate)
     )
