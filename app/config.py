@@ -64,6 +64,15 @@ class OrganisationSettings(BaseModel):
         return value
 
 
+class RulesSettings(BaseModel):
+    """The rules module (``RULES__*``)."""
+
+    schedule_interval_s: int = Field(
+        default=3600, ge=0, description="Seconds between scheduled runs; 0 turns it off."
+    )
+    statement_timeout_ms: int = Field(default=300_000, ge=0)
+
+
 class Settings(BaseSettings):
     """All configuration of the service; see README's configuration table."""
 
@@ -83,6 +92,7 @@ class Settings(BaseSettings):
     db: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
     org: OrganisationSettings = OrganisationSettings()
+    rules: RulesSettings = RulesSettings()
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -22,6 +22,7 @@ from app.interactions.router import router as interactions_router
 from app.managers.router import router as managers_router
 from app.openapi import finish_openapi
 from app.quotas.router import router as quotas_router
+from app.rules.router import router as rules_router
 from app.sales.router import router as sales_router
 from app.timeline.router import router as timeline_router
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(timeline_router)
     app.include_router(sales_router)
     app.include_router(quotas_router)
+    app.include_router(rules_router)
     install_observability(app)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
     return app

@@ -8,6 +8,7 @@ from app.core.http import IdempotencyRecord
 from app.interactions.models import Interaction
 from app.managers.models import Manager
 from app.quotas.models import Quota
+from app.rules.models import Flag, FlagEvent, HealthPoint, Rule, RuleRun, RuleVersion
 from app.sales.models import FxRate, Sale
 
 __all__ = [
@@ -17,11 +18,17 @@ __all__ = [
     "Client",
     "Complaint",
     "ComplaintTransition",
+    "Flag",
+    "FlagEvent",
     "FxRate",
+    "HealthPoint",
     "IdempotencyRecord",
     "Interaction",
     "Manager",
     "Quota",
+    "Rule",
+    "RuleRun",
+    "RuleVersion",
     "Sale",
     "SlaPolicy",
 ]

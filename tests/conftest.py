@@ -28,14 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from app.config import Environment, Settings
 from app.core.auth import Role, mint_token
 from app.core.db import create_engine, create_sessionmaker
-from app.core.health import alembic_config
+from app.core.health import alembic_config, migration_heads
 from app.core.observability import configure_logging
 from app.main import create_app
 from app.models import Base
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tables the migrations fill; live tests must leave them as they found them.
-SEEDED_TABLES = frozenset({"sla_policies"})
+SEEDED_TABLES = frozenset({"sla_policies", "rules", "rule_versions"})
 
 
 def _server_url() -> tuple[str, object | None]:
@@ -108,9 +108,17 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             await outer.rollback()
 
 
+@pytest.fixture(scope="session")
+def shared_app(settings: Settings) -> FastAPI:
+    """One app for the session: building it (and its first request) is the slow part."""
+    return create_app(settings)
+
+
 @pytest.fixture
-def app(settings: Settings, engine: AsyncEngine, connection: AsyncConnection) -> FastAPI:
-    application = create_app(settings)
+def app(shared_app: FastAPI, engine: AsyncEngine, connection: AsyncConnection) -> FastAPI:
+    """The app, its state reset for this test and bound to the test's transaction."""
+    application = shared_app
+    application.state.migration_heads = migration_heads()
     application.state.engine = engine
     application.state.sessionmaker = async_sessionmaker(
         bind=connection,
@@ -166,6 +174,7 @@ async def live_client(
     application = create_app(settings)
     application.state.engine = engine
     application.state.sessionmaker = create_sessionmaker(engine)
+    # (a separate app: its sessionmaker must not leak into the shared one)
     try:
         async with AsyncClient(
             transport=ASGITransport(app=application),

@@ -152,3 +152,54 @@ async def create_interaction(
     response = await http.post("/v1/interactions", json=body)
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+async def insert_client_history(
+    conn: AsyncConnection,
+    client_id: str,
+    manager_id: str,
+    *,
+    interactions: int,
+    complaints: int,
+    start: str = "2025-01-01T00:00:00Z",
+) -> None:
+    """Insert ``interactions`` interactions (one an hour from ``start``) and ``complaints``
+    acknowledged complaints (one every 3 hours, each with its ``open`` and ``open →
+    acknowledged`` history rows) for one client, set-based (bypasses the API)."""
+    params = {
+        "c": client_id,
+        "m": manager_id,
+        "n": interactions,
+        "k": complaints,
+        "start": start,
+    }
+    await conn.execute(
+        text(
+            "INSERT INTO interactions (id, client_id, manager_id, channel, direction,"
+            " occurred_at, subject, version)"
+            " SELECT gen_random_uuid(), :c, :m, 'email', 'inbound',"
+            " CAST(CAST(:start AS text) AS timestamptz) + g * interval '1 hour', 'Bulk ' || g, 1"
+            " FROM generate_series(1, :n) AS g"
+        ),
+        params,
+    )
+    await conn.execute(
+        text(
+            "WITH made AS ("
+            " INSERT INTO complaints (id, client_id, title, category, severity, received_at,"
+            " status, first_responded_at, clock_since, clock_running, active_time, version)"
+            " SELECT gen_random_uuid(), :c, 'Bulk ' || g, 'product', 'low', t, 'acknowledged',"
+            " t + interval '1 hour', t + interval '1 hour', true, interval '1 hour', 1"
+            " FROM generate_series(1, :k) AS g,"
+            " LATERAL (SELECT CAST(CAST(:start AS text) AS timestamptz) + g * interval '3 hours'"
+            " + interval '30 minutes' AS t) AS ts"
+            " RETURNING id, client_id, received_at)"
+            " INSERT INTO complaint_transitions (id, complaint_id, client_id, from_status,"
+            " to_status, at, actor)"
+            " SELECT gen_random_uuid(), id, client_id, NULL, 'open', received_at, 'bulk'"
+            " FROM made UNION ALL"
+            " SELECT gen_random_uuid(), id, client_id, 'open', 'acknowledged',"
+            " received_at + interval '1 hour', 'bulk' FROM made"
+        ),
+        params,
+    )

@@ -82,9 +82,10 @@ class Assignment(ResourceMixin, Base):
             name="ex_assignments_one_cover",
         ),
         # A manager cannot cover a client they are primary for at the same time.
+        # manager_id first: the book of business query then uses this index too.
         ExcludeConstraint(
-            ("client_id", "="),
             ("manager_id", "="),
+            ("client_id", "="),
             ("period", "&&"),
             using="gist",
             where=text("role IN ('primary', 'cover')"),

@@ -183,13 +183,12 @@ async def update_assignment(
     check_if_match(if_match, row.version)
     changes = data.model_dump(exclude_unset=True)
     now = _now()
+    if changes and row.ends_at is not None and row.ends_at <= now:
+        raise Conflict(
+            f"Assignment {row.id} ended at {row.ends_at.isoformat()}; history is never rewritten."
+        )
     if "ends_at" in changes:
         ends_at = changes["ends_at"]
-        if row.ends_at is not None and row.ends_at <= now:
-            raise Conflict(
-                f"Assignment {row.id} ended at {row.ends_at.isoformat()}; "
-                "history is never rewritten."
-            )
         if ends_at is not None:
             if ends_at <= row.starts_at:
                 raise Unprocessable.field("body.ends_at", "ends_at must be after starts_at.")

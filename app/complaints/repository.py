@@ -60,12 +60,10 @@ _elapsed = Complaint.active_time + case(
     (Complaint.clock_running, func.now() - Complaint.clock_since), else_=_ZERO
 )
 resolution_breached = _elapsed > _target
-resolution_due_at = case(
-    (
-        or_(Complaint.clock_running, Complaint.active_time > _target),
-        type_coerce(Complaint.clock_since + (_target - Complaint.active_time), DateTime(True)),
-    ),
-    else_=None,
+# The exact instant the running time reaches the target, walked from the history
+# (migration 0007): correct across pauses, reopenings and DST changes.
+resolution_due_at = func.complaint_resolution_due_at(
+    Complaint.id, resolution_hours.element * 3600, type_=DateTime(timezone=True)
 )
 breached = or_(first_response_breached, resolution_breached)
 

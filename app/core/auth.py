@@ -88,8 +88,8 @@ def decode_token(settings: Settings, token: str) -> Principal:
     except jwt.InvalidTokenError as exc:
         raise Unauthorized("The token is invalid.") from exc
     raw_roles = claims.get("roles", [])
-    if not isinstance(raw_roles, list):
-        raise Unauthorized("The token's roles claim must be a list.")
+    if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
+        raise Unauthorized("The token's roles claim must be a list of strings.")
     roles = frozenset(Role(r) for r in raw_roles if r in Role.__members__)
     subject = str(claims["sub"])
     try:
@@ -111,6 +111,9 @@ async def get_principal(
         raise Unauthorized("A bearer token is required.")
     principal = decode_token(request.app.state.settings, credentials.credentials)
     request.state.principal = principal
+    if not principal.roles:
+        # Secure by default: a valid token without a known role may do nothing.
+        raise Forbidden("The token carries no known role.")
     return principal
 
 

@@ -156,10 +156,14 @@ def integrity_to_error(exc: IntegrityError) -> AppError:
     sqlstate = getattr(cause, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     rule = _CONSTRAINTS.get(name or "")
     if rule is not None:
-        errors = [FieldError(field=rule.field, message=rule.message, type="constraint")]
+        errors = (
+            [FieldError(field=rule.field, message=rule.message, type="constraint")]
+            if rule.field
+            else None
+        )
         if rule.status == 409:
-            return Conflict(rule.message, errors=errors if rule.field else None)
-        return Unprocessable(rule.message, errors=errors if rule.field else None)
+            return Conflict(rule.message, errors=errors)
+        return Unprocessable(rule.message, errors=errors)
     if sqlstate == "23505":
         return Conflict("A record with the same unique value already exists.")
     if sqlstate == "23503":

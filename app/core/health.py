@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic.config import Config
@@ -23,8 +24,10 @@ def alembic_config() -> Config:
     return Config(str(ROOT / "alembic.ini"))
 
 
-def migration_heads() -> set[str]:
-    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+@cache
+def migration_heads() -> frozenset[str]:
+    """The head revision(s) of the migrations shipped with this code (read once)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 class HealthStatus(BaseModel):
@@ -40,7 +43,7 @@ async def get_liveness() -> HealthStatus:
 @router.get("/ready", response_model=HealthStatus, responses=error_responses(503))
 async def get_readiness(request: Request) -> JSONResponse:
     """Answer 200 when the database is reachable and its schema is at the latest migration."""
-    heads: set[str] = request.app.state.migration_heads
+    heads: frozenset[str] = frozenset(request.app.state.migration_heads)
     try:
         async with request.app.state.engine.connect() as conn:
             rows = await conn.execute(text("SELECT version_num FROM alembic_version"))

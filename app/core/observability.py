@@ -6,6 +6,7 @@ is echoed in the response and bound to every log line of the request.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -76,15 +77,42 @@ class AccessLogMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Answer here, inside the request-id middleware, so even a 500 carries
+            # X-Request-ID; the traceback goes to the log only.
+            access_log.exception("unhandled_error")
+            if started:
+                raise
+            body = json.dumps(
+                {
+                    "type": "https://errors.ams.example/internal",
+                    "title": "Internal error",
+                    "status": 500,
+                    "detail": "An unexpected error occurred.",
+                    "instance": scope["path"],
+                }
+            ).encode()
+            await send_wrapper(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             principal = getattr(scope.get("state", {}).get("principal"), "subject", None)
             access_log.info(

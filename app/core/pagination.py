@@ -84,7 +84,7 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
             else:
                 values.append(str(value))
         return tuple(values)
-    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise Unprocessable.field("query.cursor", "The cursor is not valid.") from exc
 
 

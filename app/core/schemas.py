@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Self
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 
 class StrictModel(BaseModel):
@@ -18,9 +25,17 @@ class StrictModel(BaseModel):
 
 
 class ReadModel(BaseModel):
-    """Response bodies, built from ORM rows."""
+    """Response bodies, built from ORM rows. Every instant is returned in UTC."""
 
     model_config = ConfigDict(from_attributes=True)
+
+    @model_validator(mode="after")
+    def _instants_in_utc(self) -> Self:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                object.__setattr__(self, name, value.astimezone(UTC))
+        return self
 
 
 class AuditedRead(ReadModel):

@@ -26,8 +26,8 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
     if "next_step" in values:
         step = values.pop("next_step")
         values["next_step_description"] = step["description"] if step else None
-        values["next_step_due_at"] = step["due_at"] if step else None
-        values["next_step_done"] = step["done"] if step else None
+        values["next_step_due_at"] = step.get("due_at") if step else None
+        values["next_step_done"] = step.get("done", False) if step else None
     return values
 
 

@@ -17,6 +17,7 @@ from app.assignments.models import Assignment
 from app.complaints.models import Complaint, ComplaintTransition
 from app.core.pagination import decode_cursor, encode_cursor
 from app.interactions.models import Interaction
+from app.rules.models import Flag, FlagEvent
 from app.timeline.schemas import EventKind, TimelineEvent, TimelineOrder, TimelineQuery
 
 
@@ -112,7 +113,38 @@ def _events(client_id: uuid.UUID) -> dict[EventKind, Any]:
                 Assignment.starts_at,
             ),
         ).where(Assignment.client_id == client_id, Assignment.ends_at <= func.now()),
+        EventKind.flag_raised: _flag_events(client_id, EventKind.flag_raised),
+        EventKind.flag_resolved: _flag_events(client_id, EventKind.flag_resolved),
     }
+
+
+def _flag_events(client_id: uuid.UUID, kind: EventKind) -> Any:
+    raised = kind == EventKind.flag_raised
+    return (
+        select(
+            FlagEvent.at.label("at"),
+            literal(kind.value, type_=String).label("kind"),
+            FlagEvent.id.label("id"),
+            (Flag.rule_key + (" raised" if raised else " resolved")).label("summary"),
+            func.json_build_object(
+                "flag_id",
+                Flag.id,
+                "rule_key",
+                Flag.rule_key,
+                "severity",
+                Flag.severity,
+                "actor",
+                FlagEvent.actor,
+                "note",
+                FlagEvent.note,
+            ).label("data"),
+        )
+        .join(Flag, Flag.id == FlagEvent.flag_id)
+        .where(
+            FlagEvent.client_id == client_id,
+            FlagEvent.from_status.is_(None) if raised else FlagEvent.to_status == "resolved",
+        )
+    )
 
 
 async def timeline_page(
@@ -123,7 +155,8 @@ async def timeline_page(
     parts = _events(client_id)
     wanted = set(query.kinds or parts)
     events = union_all(*(p for k, p in parts.items() if k in wanted)).subquery("events")
-    at, kind, event_id = events.c.at, events.c.kind, events.c.id
+    # By position: a union's column names are those of whichever part comes first.
+    at, kind, event_id = list(events.c)[:3]
     stmt = select(events)
     descending = query.order == TimelineOrder.desc
     if query.cursor:
@@ -143,7 +176,7 @@ async def timeline_page(
     stmt = stmt.order_by(*keys).limit(query.limit + 1)
     rows = (await session.execute(stmt)).all()
     items = [
-        TimelineEvent(at=r.at, kind=r.kind, id=r.id, summary=r.summary, data=r.data)
+        TimelineEvent(at=r[0], kind=r[1], id=r[2], summary=r[3], data=r[4])
         for r in rows[: query.limit]
     ]
     cursor = None

@@ -7,9 +7,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.core.pagination import Page, PageQuery
+from app.core.schemas import ReadModel
 
 
 class EventKind(StrEnum):
@@ -18,6 +19,8 @@ class EventKind(StrEnum):
     complaint_transition = "complaint_transition"
     assignment_started = "assignment_started"
     assignment_ended = "assignment_ended"
+    flag_raised = "flag_raised"
+    flag_resolved = "flag_resolved"
 
 
 class TimelineOrder(StrEnum):
@@ -25,7 +28,7 @@ class TimelineOrder(StrEnum):
     desc = "desc"
 
 
-class TimelineEvent(BaseModel):
+class TimelineEvent(ReadModel):
     """One thing that happened to the client. ``id`` is the source record's id (an
     interaction, complaint, transition or assignment); ``data`` depends on ``kind``."""
 

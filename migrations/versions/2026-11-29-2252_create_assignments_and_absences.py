@@ -116,9 +116,10 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=200), nullable=True),
         sa.Column("updated_by", sa.String(length=200), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
+        # manager_id first, so the book-of-business query can use this index as well.
         postgresql.ExcludeConstraint(
-            (sa.column("client_id"), "="),
             (sa.column("manager_id"), "="),
+            (sa.column("client_id"), "="),
             (sa.column("period"), "&&"),
             where=sa.text("role IN ('primary', 'cover')"),
             using="gist",

@@ -27,6 +27,88 @@ NAMES = [
 
 VALID: dict[str, Any] = {"name": "Valid Kft.", "segment": "key", "country": "HU", "currency": "HUF"}
 
+BAD_CREATE: list[tuple[dict[str, Any], str]] = [
+    ({"name": ""}, "body.name"),
+    ({"name": "   "}, "body.name"),
+    ({"name": "x" * 201}, "body.name"),
+    ({"name": None}, "body.name"),
+    ({"segment": "gold"}, "body.segment"),
+    ({"segment": "KEY"}, "body.segment"),
+    ({"lifecycle_stage": "dead"}, "body.lifecycle_stage"),
+    ({"country": "XX"}, "body.country"),
+    ({"country": "hu"}, "body.country"),
+    ({"country": "HUN"}, "body.country"),
+    ({"currency": "ZZZ"}, "body.currency"),
+    ({"currency": "huf"}, "body.currency"),
+    ({"currency": 348}, "body.currency"),
+    ({"annual_value": {"amount": 100, "currency": "EUR"}}, "body.annual_value.amount"),
+    ({"annual_value": {"amount": 1.5, "currency": "EUR"}}, "body.annual_value.amount"),
+    ({"annual_value": {"amount": "1,50", "currency": "EUR"}}, "body.annual_value.amount"),
+    ({"annual_value": {"amount": "1e3", "currency": "EUR"}}, "body.annual_value.amount"),
+    ({"annual_value": {"amount": "NaN", "currency": "EUR"}}, "body.annual_value.amount"),
+    ({"annual_value": {"amount": "1.5", "currency": "JPY"}}, "body.annual_value"),
+    ({"annual_value": {"amount": "1.005", "currency": "EUR"}}, "body.annual_value"),
+    ({"annual_value": {"amount": "1.0001", "currency": "KWD"}}, "body.annual_value"),
+    ({"annual_value": {"amount": "10", "currency": "EURO"}}, "body.annual_value.currency"),
+    ({"annual_value": {"amount": "10"}}, "body.annual_value.currency"),
+    ({"annual_value": {"amount": "10", "currency": "XTS"}}, "body.annual_value.currency"),
+    (
+        {"annual_value": {"amount": "1234567890123456", "currency": "EUR"}},
+        "body.annual_value.amount",
+    ),
+    (
+        {"annual_value": {"amount": "10", "currency": "EUR", "rate": 1}},
+        "body.annual_value.rate",
+    ),
+    ({"parent_id": "not-a-uuid"}, "body.parent_id"),
+    ({"parent_id": 12}, "body.parent_id"),
+    ({"time_zone": "Mars/Olympus"}, "body.time_zone"),
+    ({"time_zone": "CEST"}, "body.time_zone"),
+    ({"renewal_date": "2025-02-30"}, "body.renewal_date"),
+    ({"renewal_date": "next year"}, "body.renewal_date"),
+    ({"external_ref": ""}, "body.external_ref"),
+    ({"nickname": "Bob"}, "body.nickname"),
+]
+
+BAD_QUERY: list[tuple[dict[str, str], str]] = [
+    ({"updated_since": "2024-01-01T00:00:00"}, "query.updated_since"),  # naive
+    ({"updated_since": "yesterday"}, "query.updated_since"),
+    ({"updated_since": "2024-13-01T00:00:00Z"}, "query.updated_since"),
+    ({"segment": "gold"}, "query.segment"),
+    ({"lifecycle_stage": "dead"}, "query.lifecycle_stage"),
+    ({"country": "hu"}, "query.country"),
+    ({"country": "XX"}, "query.country"),
+    ({"parent_id": "nope"}, "query.parent_id"),
+    ({"q": "   "}, "query.q"),
+    ({"q": "x" * 101}, "query.q"),
+    ({"include_archived": "maybe"}, "query.include_archived"),
+    ({"limit": "0"}, "query.limit"),
+    ({"limit": "501"}, "query.limit"),
+    ({"limit": "-1"}, "query.limit"),
+    ({"limit": "ten"}, "query.limit"),
+    ({"sort": "name"}, "query.sort"),
+]
+
+BAD_UPDATE: list[tuple[dict[str, Any], str]] = [
+    ({"name": " "}, "body.name"),
+    ({"country": "XX"}, "body.country"),
+    ({"annual_value": {"amount": "1.5", "currency": "JPY"}}, "body.annual_value"),
+    ({"annual_value": {"amount": 3, "currency": "EUR"}}, "body.annual_value.amount"),
+    ({"version": 7}, "body.version"),
+    ({"id": str(uuid.uuid4())}, "body.id"),
+]
+
+MONEY_RENDERING = [
+    ("1.5", "KWD", "1.500"),
+    ("1500", "JPY", "1500"),
+    ("12", "EUR", "12.00"),
+    ("12.3", "EUR", "12.30"),
+    ("250000.00", "AED", "250000.00"),
+    ("0.001", "BHD", "0.001"),
+    ("999999999999999.99", "EUR", "999999999999999.99"),
+    ("0", "USD", "0.00"),
+]
+
 
 def _with(**fields: Any) -> dict[str, Any]:
     body = dict(VALID)
@@ -63,64 +145,23 @@ class TestCreateClient:
         assert body["created_at"].endswith(("Z", "+00:00"))
         assert body["created_by"] == "test-admin"
 
-    @pytest.mark.parametrize(
-        ("fields", "field"),
-        [
-            ({"name": ""}, "body.name"),
-            ({"name": "   "}, "body.name"),
-            ({"name": "x" * 201}, "body.name"),
-            ({"name": None}, "body.name"),
-            ({"segment": "gold"}, "body.segment"),
-            ({"segment": "KEY"}, "body.segment"),
-            ({"lifecycle_stage": "dead"}, "body.lifecycle_stage"),
-            ({"country": "XX"}, "body.country"),
-            ({"country": "hu"}, "body.country"),
-            ({"country": "HUN"}, "body.country"),
-            ({"currency": "ZZZ"}, "body.currency"),
-            ({"currency": "huf"}, "body.currency"),
-            ({"currency": 348}, "body.currency"),
-            ({"annual_value": {"amount": 100, "currency": "EUR"}}, "body.annual_value.amount"),
-            ({"annual_value": {"amount": 1.5, "currency": "EUR"}}, "body.annual_value.amount"),
-            ({"annual_value": {"amount": "1,50", "currency": "EUR"}}, "body.annual_value.amount"),
-            ({"annual_value": {"amount": "1e3", "currency": "EUR"}}, "body.annual_value.amount"),
-            ({"annual_value": {"amount": "NaN", "currency": "EUR"}}, "body.annual_value.amount"),
-            ({"annual_value": {"amount": "1.5", "currency": "JPY"}}, "body.annual_value"),
-            ({"annual_value": {"amount": "1.005", "currency": "EUR"}}, "body.annual_value"),
-            ({"annual_value": {"amount": "1.0001", "currency": "KWD"}}, "body.annual_value"),
-            ({"annual_value": {"amount": "10", "currency": "EURO"}}, "body.annual_value.currency"),
-            ({"annual_value": {"amount": "10"}}, "body.annual_value.currency"),
-            ({"annual_value": {"amount": "10", "currency": "XTS"}}, "body.annual_value.currency"),
-            (
-                {"annual_value": {"amount": "1234567890123456", "currency": "EUR"}},
-                "body.annual_value.amount",
-            ),
-            (
-                {"annual_value": {"amount": "10", "currency": "EUR", "rate": 1}},
-                "body.annual_value.rate",
-            ),
-            ({"parent_id": "not-a-uuid"}, "body.parent_id"),
-            ({"parent_id": 12}, "body.parent_id"),
-            ({"time_zone": "Mars/Olympus"}, "body.time_zone"),
-            ({"time_zone": "CEST"}, "body.time_zone"),
-            ({"renewal_date": "2025-02-30"}, "body.renewal_date"),
-            ({"renewal_date": "next year"}, "body.renewal_date"),
-            ({"external_ref": ""}, "body.external_ref"),
-            ({"nickname": "Bob"}, "body.nickname"),
-        ],
-    )
     async def test_rejects_bad_field_naming_it(
-        self, client: AsyncClient, fields: dict[str, Any], field: str
+        self, client: AsyncClient, subtests: pytest.Subtests
     ) -> None:
-        response = await client.post("/v1/clients", json=_with(**fields))
-        assert_invalid(response, field)
+        for fields, field in BAD_CREATE:
+            with subtests.test(field=field, fields=fields):
+                assert_invalid(await client.post("/v1/clients", json=_with(**fields)), field)
         listed = await client.get("/v1/clients", params={"include_archived": "true"})
         assert listed.json()["items"] == []
 
-    @pytest.mark.parametrize("missing", ["name", "segment", "country", "currency"])
-    async def test_rejects_missing_required_field(self, client: AsyncClient, missing: str) -> None:
-        body = dict(VALID)
-        del body[missing]
-        assert_invalid(await client.post("/v1/clients", json=body), f"body.{missing}")
+    async def test_rejects_missing_required_field(
+        self, client: AsyncClient, subtests: pytest.Subtests
+    ) -> None:
+        for missing in ("name", "segment", "country", "currency"):
+            with subtests.test(missing=missing):
+                body = dict(VALID)
+                del body[missing]
+                assert_invalid(await client.post("/v1/clients", json=body), f"body.{missing}")
 
     async def test_lists_every_invalid_field_at_once(self, client: AsyncClient) -> None:
         response = await client.post(
@@ -135,39 +176,29 @@ class TestCreateClient:
         )
         assert_problem(response, 422)
 
-    @pytest.mark.parametrize(
-        ("amount", "currency", "rendered"),
-        [
-            ("1.5", "KWD", "1.500"),
-            ("1500", "JPY", "1500"),
-            ("12", "EUR", "12.00"),
-            ("12.3", "EUR", "12.30"),
-            ("250000.00", "AED", "250000.00"),
-            ("0.001", "BHD", "0.001"),
-            ("999999999999999.99", "EUR", "999999999999999.99"),
-            ("0", "USD", "0.00"),
-        ],
-    )
     async def test_renders_money_with_the_currency_decimals(
-        self, client: AsyncClient, amount: str, currency: str, rendered: str
+        self, client: AsyncClient, subtests: pytest.Subtests
     ) -> None:
-        money = {"amount": amount, "currency": currency}
-        created = await create_client(client, annual_value=money)
-        assert created["annual_value"] == {"amount": rendered, "currency": currency}
-        fetched = await client.get(f"/v1/clients/{created['id']}")
-        assert fetched.json()["annual_value"] == {"amount": rendered, "currency": currency}
+        for amount, currency, rendered in MONEY_RENDERING:
+            with subtests.test(amount=amount, currency=currency):
+                money = {"amount": amount, "currency": currency}
+                created = await create_client(client, annual_value=money)
+                assert created["annual_value"] == {"amount": rendered, "currency": currency}
+                fetched = await client.get(f"/v1/clients/{created['id']}")
+                assert fetched.json()["annual_value"] == {"amount": rendered, "currency": currency}
 
-    @pytest.mark.parametrize("field", ["name", "legal_name", "industry", "external_ref"])
     async def test_nul_character_is_422_not_500(
-        self, anon_lenient: AsyncClient, token: str, field: str
+        self, anon_lenient: AsyncClient, token: str, subtests: pytest.Subtests
     ) -> None:
         """PostgreSQL cannot store U+0000 in text; the client must hear it as bad input."""
-        response = await anon_lenient.post(
-            "/v1/clients",
-            json=_with(**{field: "Bad\u0000Name"}),
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert_problem(response, 422)
+        for field in ("name", "legal_name", "industry", "external_ref"):
+            with subtests.test(field=field):
+                response = await anon_lenient.post(
+                    "/v1/clients",
+                    json=_with(**{field: "Bad\u0000Name"}),
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert_problem(response, 422)
 
     async def test_rejects_unknown_parent(self, client: AsyncClient) -> None:
         response = await client.post("/v1/clients", json=_with(parent_id=str(uuid.uuid4())))
@@ -206,9 +237,12 @@ class TestGetClient:
         body = assert_problem(await client.get(f"/v1/clients/{missing}"), 404)
         assert body["instance"] == f"/v1/clients/{missing}"
 
-    @pytest.mark.parametrize("bad", ["not-a-uuid", "123", "0" * 33])
-    async def test_malformed_id_is_422(self, client: AsyncClient, bad: str) -> None:
-        assert_invalid(await client.get(f"/v1/clients/{bad}"), "path.client_id")
+    async def test_malformed_id_is_422(
+        self, client: AsyncClient, subtests: pytest.Subtests
+    ) -> None:
+        for bad in ("not-a-uuid", "123", "0" * 33):
+            with subtests.test(id=bad):
+                assert_invalid(await client.get(f"/v1/clients/{bad}"), "path.client_id")
 
 
 class TestListClients:
@@ -315,31 +349,12 @@ class TestListClients:
         }
         assert await _ids(client, updated_since="2020-06-01T14:00:00.000001+02:00") == [new["id"]]
 
-    @pytest.mark.parametrize(
-        ("params", "field"),
-        [
-            ({"updated_since": "2024-01-01T00:00:00"}, "query.updated_since"),  # naive
-            ({"updated_since": "yesterday"}, "query.updated_since"),
-            ({"updated_since": "2024-13-01T00:00:00Z"}, "query.updated_since"),
-            ({"segment": "gold"}, "query.segment"),
-            ({"lifecycle_stage": "dead"}, "query.lifecycle_stage"),
-            ({"country": "hu"}, "query.country"),
-            ({"country": "XX"}, "query.country"),
-            ({"parent_id": "nope"}, "query.parent_id"),
-            ({"q": "   "}, "query.q"),
-            ({"q": "x" * 101}, "query.q"),
-            ({"include_archived": "maybe"}, "query.include_archived"),
-            ({"limit": "0"}, "query.limit"),
-            ({"limit": "501"}, "query.limit"),
-            ({"limit": "-1"}, "query.limit"),
-            ({"limit": "ten"}, "query.limit"),
-            ({"sort": "name"}, "query.sort"),
-        ],
-    )
     async def test_rejects_bad_query_naming_it(
-        self, client: AsyncClient, params: dict[str, str], field: str
+        self, client: AsyncClient, subtests: pytest.Subtests
     ) -> None:
-        assert_invalid(await client.get("/v1/clients", params=params), field)
+        for params, field in BAD_QUERY:
+            with subtests.test(params=params):
+                assert_invalid(await client.get("/v1/clients", params=params), field)
 
     async def test_nul_character_in_search_is_not_a_500(
         self, anon_lenient: AsyncClient, token: str
@@ -353,12 +368,12 @@ class TestListClients:
         await create_client(client)
         assert await _ids(client, parent_id=str(uuid.uuid4())) == []
 
-    @pytest.mark.parametrize("limit", ["1", "500"])
-    async def test_accepts_limit_bounds(self, client: AsyncClient, limit: str) -> None:
+    async def test_accepts_limit_bounds(self, client: AsyncClient) -> None:
         await create_client(client)
-        response = await client.get("/v1/clients", params={"limit": limit})
-        assert response.status_code == 200
-        assert len(response.json()["items"]) == 1
+        for limit in ("1", "500"):
+            response = await client.get("/v1/clients", params={"limit": limit})
+            assert response.status_code == 200
+            assert len(response.json()["items"]) == 1
 
 
 class TestUpdateClient:
@@ -388,29 +403,25 @@ class TestUpdateClient:
         assert response.json()["industry"] is None
         assert response.json()["annual_value"] is None
 
-    @pytest.mark.parametrize("field", ["name", "segment", "lifecycle_stage", "country", "currency"])
-    async def test_rejects_null_for_required_field(self, client: AsyncClient, field: str) -> None:
-        created = await create_client(client)
-        response = await client.patch(f"/v1/clients/{created['id']}", json={field: None})
-        assert_invalid(response, f"body.{field}")
-        assert (await client.get(f"/v1/clients/{created['id']}")).json() == created
-
-    @pytest.mark.parametrize(
-        ("fields", "field"),
-        [
-            ({"name": " "}, "body.name"),
-            ({"country": "XX"}, "body.country"),
-            ({"annual_value": {"amount": "1.5", "currency": "JPY"}}, "body.annual_value"),
-            ({"annual_value": {"amount": 3, "currency": "EUR"}}, "body.annual_value.amount"),
-            ({"version": 7}, "body.version"),
-            ({"id": str(uuid.uuid4())}, "body.id"),
-        ],
-    )
-    async def test_rejects_bad_field_naming_it(
-        self, client: AsyncClient, fields: dict[str, Any], field: str
+    async def test_rejects_null_for_required_field(
+        self, client: AsyncClient, subtests: pytest.Subtests
     ) -> None:
         created = await create_client(client)
-        assert_invalid(await client.patch(f"/v1/clients/{created['id']}", json=fields), field)
+        url = f"/v1/clients/{created['id']}"
+        for field in ("name", "segment", "lifecycle_stage", "country", "currency"):
+            with subtests.test(field=field):
+                assert_invalid(await client.patch(url, json={field: None}), f"body.{field}")
+        assert (await client.get(url)).json() == created
+
+    async def test_rejects_bad_field_naming_it(
+        self, client: AsyncClient, subtests: pytest.Subtests
+    ) -> None:
+        created = await create_client(client)
+        url = f"/v1/clients/{created['id']}"
+        for fields, field in BAD_UPDATE:
+            with subtests.test(field=field, fields=fields):
+                assert_invalid(await client.patch(url, json=fields), field)
+        assert (await client.get(url)).json() == created
 
     async def test_records_when_and_by_whom(
         self, live_client: AsyncClient, settings: Settings

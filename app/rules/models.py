@@ -1,0 +1,200 @@
+"""The rules module's tables: catalogue and its versions, runs, flags, flag history,
+client health history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, ResourceMixin
+
+
+class FlagStatus(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    snoozed = "snoozed"
+    resolved = "resolved"
+
+
+class SubjectType(StrEnum):
+    client = "client"
+    quota = "quota"
+    manager = "manager"
+
+
+SEVERITIES_SQL = "'low', 'medium', 'high', 'critical'"
+
+
+class Rule(Base):
+    """The current configuration of one rule of the catalogue (see ``catalogue.py``)."""
+
+    __tablename__ = "rules"
+
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(10), nullable=False)
+    severity: Mapped[str] = mapped_column(String(10), nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (CheckConstraint(f"severity IN ({SEVERITIES_SQL})", name="severity"),)
+
+
+class RuleVersion(Base):
+    """Every configuration a rule has had; flags record the version that raised them."""
+
+    __tablename__ = "rule_versions"
+
+    rule_key: Mapped[str] = mapped_column(
+        ForeignKey("rules.key", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    severity: Mapped[str] = mapped_column(String(10), nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    changed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class RuleRun(Base):
+    """One evaluation of every enabled rule at ``as_of``."""
+
+    __tablename__ = "rule_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    trigger: Mapped[str] = mapped_column(String(20), nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    raised: Mapped[int] = mapped_column(Integer, nullable=False)
+    still_open: Mapped[int] = mapped_column(Integer, nullable=False)
+    resolved: Mapped[int] = mapped_column(Integer, nullable=False)
+    reopened: Mapped[int] = mapped_column(Integer, nullable=False)
+    per_rule: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+
+    __table_args__ = (Index("ix_rule_runs_started_at", "started_at"),)
+
+
+class Flag(ResourceMixin, Base):
+    """A rule's finding about one subject (a client, a quota or a manager)."""
+
+    __tablename__ = "flags"
+
+    rule_key: Mapped[str] = mapped_column(
+        ForeignKey("rules.key", ondelete="RESTRICT"), nullable=False
+    )
+    rule_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    subject_type: Mapped[str] = mapped_column(String(10), nullable=False)
+    subject_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    client_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="RESTRICT")
+    )
+    quota_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quotas.id", ondelete="CASCADE"))
+    manager_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("managers.id", ondelete="RESTRICT")
+    )
+    severity: Mapped[str] = mapped_column(String(10), nullable=False)
+    status: Mapped[str] = mapped_column(String(15), nullable=False)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    raised_by_run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("rule_runs.id", ondelete="RESTRICT"), nullable=False
+    )
+    snoozed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'acknowledged', 'snoozed', 'resolved')", name="status"),
+        CheckConstraint(f"severity IN ({SEVERITIES_SQL})", name="severity"),
+        CheckConstraint(
+            "(status = 'snoozed') = (snoozed_until IS NOT NULL)", name="snooze_has_date"
+        ),
+        CheckConstraint("(status = 'resolved') = (resolved_at IS NOT NULL)", name="resolved_at"),
+        # At most one unresolved flag per rule and subject.
+        Index(
+            "uq_flags_rule_key_subject_id_unresolved",
+            "rule_key",
+            "subject_id",
+            unique=True,
+            postgresql_where=text("status <> 'resolved'"),
+        ),
+        Index("ix_flags_client_id_status", "client_id", "status"),
+        Index("ix_flags_quota_id", "quota_id"),
+        Index("ix_flags_manager_id", "manager_id"),
+        Index("ix_flags_created_at_id", "created_at", "id"),
+    )
+
+
+class FlagEvent(Base):
+    """One step of a flag's life: raised, acknowledged, snoozed, reopened, resolved."""
+
+    __tablename__ = "flag_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False, unique=True)
+    flag_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("flags.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    client_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="RESTRICT")
+    )
+    from_status: Mapped[str | None] = mapped_column(String(15))
+    to_status: Mapped[str] = mapped_column(String(15), nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("rule_runs.id", ondelete="RESTRICT")
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_flag_events_client_id_at", "client_id", "at"),)
+
+
+class HealthPoint(Base):
+    """A client's health score after a run that changed it."""
+
+    __tablename__ = "client_health_history"
+
+    client_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("clients.id", ondelete="RESTRICT"), primary_key=True
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("rule_runs.id", ondelete="RESTRICT"), primary_key=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    score: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 0 AND 100", name="score_range"),
+        Index("ix_client_health_history_client_id_at", "client_id", "at"),
+    )
