@@ -6,6 +6,9 @@ import asyncio
 import os
 import signal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -22,6 +25,8 @@ cli = typer.Typer(
 )
 migrate_cli = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
 cli.add_typer(migrate_cli, name="migrate")
+rules_cli = typer.Typer(help="The rules module.", no_args_is_help=True)
+cli.add_typer(rules_cli, name="rules")
 
 
 def _upgrade(url: str, revision: str = "head") -> None:
@@ -118,6 +123,66 @@ def token(
 ) -> None:
     """Print a signed development JWT (HS256 with AUTH__JWT_SECRET)."""
     typer.echo(mint_token(get_settings(), subject or str(uuid.uuid4()), role, ttl))
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL, or the embedded Postgres (started for the command, then stopped)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from app.core.embedded_pg import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(settings.embedded_data_dir)
+    try:
+        url = embedded.create_database("ams")
+        _upgrade(url)
+        yield url
+    finally:
+        embedded.stop()
+
+
+@rules_cli.command("evaluate")
+def rules_evaluate(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Instant to evaluate at, ISO 8601 with offset (default now)."),
+    ] = None,
+) -> None:
+    """Evaluate every enabled rule once (waits if another run holds the lock)."""
+    from app.core.db import create_engine, create_sessionmaker
+    from app.rules.engine import run_rules
+
+    settings = get_settings()
+    if as_of is not None and as_of.tzinfo is None:
+        typer.echo("--as-of needs a UTC offset, e.g. 2026-12-01T00:00:00+00:00", err=True)
+        raise typer.Exit(2)
+
+    async def evaluate(url: str) -> None:
+        engine = create_engine(settings, url)
+        try:
+            async with create_sessionmaker(engine).begin() as session:
+                run = await run_rules(
+                    session,
+                    as_of=as_of,
+                    time_zone=settings.org.time_zone,
+                    trigger="cli",
+                    actor="cli",
+                    wait=True,
+                    statement_timeout_ms=settings.rules.statement_timeout_ms,
+                )
+            typer.echo(
+                f"run {run.id} at {run.as_of.isoformat()}: raised {run.raised}, still open "
+                f"{run.still_open}, resolved {run.resolved}, reopened {run.reopened} "
+                f"in {run.duration_ms} ms"
+            )
+            for key, counts in sorted(run.per_rule.items()):
+                typer.echo(f"  {key}: {counts}")
+        finally:
+            await engine.dispose()
+
+    with _database(settings) as url:
+        asyncio.run(evaluate(url))
 
 
 @cli.command()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -23,6 +24,7 @@ from app.managers.router import router as managers_router
 from app.openapi import finish_openapi
 from app.quotas.router import router as quotas_router
 from app.rules.router import router as rules_router
+from app.rules.scheduler import run_on_schedule
 from app.sales.router import router as sales_router
 from app.timeline.router import router as timeline_router
 
@@ -52,9 +54,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise RuntimeError("DATABASE_URL is not set (use `ams serve` for embedded)")
             app.state.engine = create_engine(settings, settings.database_url)
             app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        schedule = None
+        if owns_engine and settings.rules.schedule_interval_s > 0:
+            schedule = asyncio.create_task(
+                run_on_schedule(settings, app.state.sessionmaker), name="rule-schedule"
+            )
         try:
             yield
         finally:
+            if schedule is not None:
+                schedule.cancel()
+                with suppress(asyncio.CancelledError):
+                    await schedule
             if owns_engine:
                 await app.state.engine.dispose()
 
