@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 
 from app import models  # noqa: F401  (registers every table)
 from app.assignments.router import router as assignments_router
+from app.audit.router import router as audit_router
 from app.clients.router import router as clients_router
 from app.complaints.router import router as complaints_router
 from app.config import Settings, get_settings
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sales_router)
     app.include_router(quotas_router)
     app.include_router(rules_router)
+    app.include_router(audit_router)
     install_observability(app)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
     return app

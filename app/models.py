@@ -1,6 +1,7 @@
 """Every domain's models, imported once: the registry Alembic and tests use."""
 
 from app.assignments.models import Absence, Assignment
+from app.audit.models import AuditEvent
 from app.clients.models import Client
 from app.complaints.models import Complaint, ComplaintTransition, SlaPolicy
 from app.core.db import Base
@@ -14,6 +15,7 @@ from app.sales.models import FxRate, Sale
 __all__ = [
     "Absence",
     "Assignment",
+    "AuditEvent",
     "Base",
     "Client",
     "Complaint",

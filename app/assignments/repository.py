@@ -10,14 +10,12 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
-    delete,
     exists,
     func,
     literal,
     or_,
     select,
     tuple_,
-    update,
 )
 from sqlalchemy.dialects.postgresql import TSTZRANGE
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -211,11 +209,20 @@ async def end_open_non_primary(
     session: AsyncSession, manager_id: uuid.UUID, now: datetime, actor: str
 ) -> None:
     """End the manager's running secondary/cover assignments at ``now`` and drop those
-    that have not started (two set-based statements)."""
-    mine = and_(Assignment.manager_id == manager_id, Assignment.role.in_((SECONDARY, COVER)))
-    await session.execute(delete(Assignment).where(mine, Assignment.starts_at > now))
-    await session.execute(
-        update(Assignment)
-        .where(mine, or_(Assignment.ends_at.is_(None), Assignment.ends_at > now))
-        .values(ends_at=now, version=Assignment.version + 1, updated_by=actor, updated_at=now)
-    )
+    that have not started (through the ORM, so each change is audited)."""
+    rows = (
+        await session.execute(
+            select(Assignment).where(
+                Assignment.manager_id == manager_id,
+                Assignment.role.in_((SECONDARY, COVER)),
+                or_(Assignment.ends_at.is_(None), Assignment.ends_at > now),
+            )
+        )
+    ).scalars()
+    for row in rows:
+        if row.starts_at > now:
+            await session.delete(row)
+        else:
+            row.ends_at = now
+            row.updated_by = actor
+    await session.flush()

@@ -25,6 +25,7 @@ from app.assignments.schemas import (
     AssignmentUpdate,
     HandoverRequest,
 )
+from app.audit.listener import audit_objects
 from app.clients.models import Client
 from app.core.auth import Principal
 from app.core.crud import apply_changes, new_row
@@ -373,6 +374,7 @@ async def create_absence(
             )
         ).scalars()
     )
+    await session.run_sync(lambda sync: audit_objects(sync, covers, "create"))
     await session.refresh(absence)
     return absence, covers
 

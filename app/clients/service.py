@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients import repository
@@ -97,7 +97,7 @@ async def set_archived(
     check_if_match(if_match, row.version)
     if row.archived != archived:
         await apply_changes(
-            session, row, {"archived_at": func.now() if archived else None}, principal, None
+            session, row, {"archived_at": datetime.now(UTC) if archived else None}, principal, None
         )
     return row
 

@@ -33,6 +33,8 @@ class ResourceMixin:
     clause includes the old value, so a concurrent writer gets ``StaleDataError``.
     """
 
+    __audited__ = True
+
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False

@@ -257,6 +257,12 @@ events AS (
     INSERT INTO flag_events (id, flag_id, client_id, from_status, to_status, at, actor, run_id)
     SELECT gen_random_uuid(), id, client_id, 'snoozed', 'open', :as_of, 'rule_run', :run_id
     FROM reopened),
+audited AS (
+    INSERT INTO audit_events (actor, roles, source, resource, resource_id, action, client_id,
+                              changes)
+    SELECT :actor, ARRAY[]::text[], 'rule_run', 'flags', id::text, 'update', client_id,
+           jsonb_build_object('status', jsonb_build_array('snoozed', 'open'))
+    FROM reopened),
 changed AS (INSERT INTO rule_changed_clients SELECT client_id FROM reopened
     WHERE client_id IS NOT NULL)
 SELECT rule_key, count(*) FROM reopened GROUP BY rule_key
@@ -280,6 +286,12 @@ events AS (
     SELECT gen_random_uuid(), id, client_id, old_status, 'resolved', :as_of, 'rule_run',
            :run_id, 'condition no longer holds'
     FROM resolved),
+audited AS (
+    INSERT INTO audit_events (actor, roles, source, resource, resource_id, action, client_id,
+                              changes)
+    SELECT :actor, ARRAY[]::text[], 'rule_run', 'flags', id::text, 'update', client_id,
+           jsonb_build_object('status', jsonb_build_array(old_status, 'resolved'))
+    FROM resolved),
 changed AS (INSERT INTO rule_changed_clients SELECT client_id FROM resolved
     WHERE client_id IS NOT NULL)
 SELECT rule_key, count(*) FROM resolved GROUP BY rule_key
@@ -302,6 +314,13 @@ WITH raised AS (
 events AS (
     INSERT INTO flag_events (id, flag_id, client_id, from_status, to_status, at, actor, run_id)
     SELECT gen_random_uuid(), id, client_id, NULL, 'open', :as_of, 'rule_run', :run_id
+    FROM raised),
+audited AS (
+    INSERT INTO audit_events (actor, roles, source, resource, resource_id, action, client_id,
+                              changes)
+    SELECT :actor, ARRAY[]::text[], 'rule_run', 'flags', id::text, 'create', client_id,
+           jsonb_build_object('status', jsonb_build_array(NULL, 'open'),
+                              'rule_key', jsonb_build_array(NULL, rule_key))
     FROM raised),
 changed AS (INSERT INTO rule_changed_clients SELECT client_id FROM raised
     WHERE client_id IS NOT NULL)
@@ -328,11 +347,12 @@ async def _apply(
     as_of: datetime,
     evaluated: list[str],
     outcome: RunOutcome,
+    actor: str,
 ) -> None:
     await conn.execute(
         text("CREATE TEMP TABLE rule_changed_clients (client_id uuid) ON COMMIT DROP")
     )
-    binds = {"as_of": as_of, "run_id": run_id, "rule_keys": evaluated}
+    binds = {"as_of": as_of, "run_id": run_id, "rule_keys": evaluated, "actor": actor}
     for name, sql in (
         ("reopened", _APPLY_REOPEN),
         ("resolved", _APPLY_RESOLVE),
@@ -395,7 +415,7 @@ async def run_rules(
     await session.flush()
     await _prepare_facts(conn, configs, as_of, time_zone)
     evaluated = await _match(conn, configs, as_of, _today(as_of, time_zone), outcome)
-    await _apply(conn, run.id, as_of, evaluated, outcome)
+    await _apply(conn, run.id, as_of, evaluated, outcome, actor)
     run.raised = outcome.total("raised")
     run.resolved = outcome.total("resolved")
     run.reopened = outcome.total("reopened")

@@ -48,6 +48,7 @@ class Rule(Base):
     """The current configuration of one rule of the catalogue (see ``catalogue.py``)."""
 
     __tablename__ = "rules"
+    __audited__ = True
 
     key: Mapped[str] = mapped_column(String(50), primary_key=True)
     subject_type: Mapped[str] = mapped_column(String(10), nullable=False)
