@@ -38,7 +38,11 @@ class AuthSettings(BaseModel):
     """Bearer-token verification (``AUTH__*``)."""
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
-    jwks_url: str | None = None
+    jwks_url: str | None = Field(
+        default=None, description="Identity provider's JWKS; set, it replaces the HS256 secret."
+    )
+    jwks_cache_s: int = Field(default=300, ge=0, description="How long JWKS keys are kept.")
+    jwks_timeout_s: float = Field(default=3.0, gt=0)
     issuer: str = "ams"
     audience: str = "ams-api"
     leeway_s: int = Field(default=30, ge=0, le=600)

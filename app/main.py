@@ -15,6 +15,7 @@ from app.audit.router import router as audit_router
 from app.clients.router import router as clients_router
 from app.complaints.router import router as complaints_router
 from app.config import Settings, get_settings
+from app.core.auth import JwksCache
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.health import migration_heads
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await schedule
             if owns_engine:
                 await app.state.engine.dispose()
+            if getattr(app.state, "jwks", None) is not None:
+                await app.state.jwks.aclose()
 
     app = FastAPI(
         title="Account management service",
@@ -78,6 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
+    if settings.auth.jwks_url:
+        app.state.jwks = JwksCache(
+            settings.auth.jwks_url, settings.auth.jwks_cache_s, settings.auth.jwks_timeout_s
+        )
     app.state.migration_heads = migration_heads()
     install_error_handlers(app)
     app.include_router(health_router)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 
 from app.assignments.models import Assignment, AssignmentRole
 from app.assignments.schemas import AssignmentFilters, BookQuery
+from app.assignments.scope import either_visible
 from app.clients.models import Client
 from app.core.auth import Principal
 from app.core.errors import NotFound
@@ -32,8 +33,10 @@ PRIMARY, SECONDARY, COVER = (r.value for r in AssignmentRole)
 
 
 def visible(principal: Principal) -> Select[Assignment]:
-    """Assignments the caller may see (row-level scoping arrives with access control)."""
-    return select(Assignment)
+    """Assignments of clients in the caller's scope, and the caller's (team's) own."""
+    return select(Assignment).where(
+        either_visible(principal, Assignment.client_id, Assignment.manager_id)
+    )
 
 
 def period_of(starts_at: ColumnElement[Any] | datetime, ends_at: Any) -> ColumnElement[Any]:

@@ -27,7 +27,7 @@ from app.assignments.schemas import (
 )
 from app.clients import repository as clients_repository
 from app.clients.schemas import ClientRead
-from app.core.auth import CurrentPrincipal, Writer
+from app.core.auth import CurrentPrincipal, Lead
 from app.core.errors import NotFound, error_responses
 from app.core.http import IdempotencyKeyHeader, IfMatch, create_idempotently, etag
 from app.core.periods import as_instant
@@ -59,7 +59,7 @@ async def list_assignments(
 async def create_assignment(
     request: Request,
     session: SessionDep,
-    principal: Writer,
+    principal: Lead,
     body: AssignmentCreate,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
@@ -95,7 +95,7 @@ async def update_assignment(
     assignment_id: uuid.UUID,
     body: AssignmentUpdate,
     session: SessionDep,
-    principal: Writer,
+    principal: Lead,
     response: Response,
     if_match: IfMatch = None,
 ) -> AssignmentRead:
@@ -111,7 +111,7 @@ async def update_assignment(
     responses=error_responses(401, 403, 404, 409, 412),
 )
 async def delete_assignment(
-    assignment_id: uuid.UUID, session: SessionDep, principal: Writer, if_match: IfMatch = None
+    assignment_id: uuid.UUID, session: SessionDep, principal: Lead, if_match: IfMatch = None
 ) -> Response:
     """Delete an assignment that has not started yet (otherwise 409: end it)."""
     await service.delete_assignment(session, principal, assignment_id, if_match)
@@ -128,7 +128,7 @@ async def hand_over_client(
     client_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    principal: Writer,
+    principal: Lead,
     body: HandoverRequest,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
@@ -223,7 +223,7 @@ async def create_absence(
     manager_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    principal: Writer,
+    principal: Lead,
     body: AbsenceCreate,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:

@@ -25,12 +25,14 @@ from app.assignments.schemas import (
     AssignmentUpdate,
     HandoverRequest,
 )
+from app.assignments.scope import managers_visible
 from app.audit.listener import audit_objects
 from app.clients.models import Client
 from app.core.auth import Principal
 from app.core.crud import apply_changes, new_row
 from app.core.errors import Conflict, NotFound, Unprocessable, register_constraint
 from app.core.http import check_if_match
+from app.managers import repository as managers_repository
 from app.managers.models import Manager
 
 # Clock skew allowed between a caller's "now" and ours before a time counts as past.
@@ -110,8 +112,19 @@ async def _check_no_conflict(
         raise _conflict(rows)
 
 
-async def _usable_manager(session: AsyncSession, manager_id: uuid.UUID, field: str) -> Manager:
+async def _usable_manager(
+    session: AsyncSession, manager_id: uuid.UUID, field: str, principal: Principal | None = None
+) -> Manager:
+    """An existing, active manager; with ``principal``, also one in the caller's scope."""
     manager = await session.get(Manager, manager_id)
+    if manager is not None and principal is not None:
+        visible = await session.execute(
+            select(Manager.id).where(
+                Manager.id == manager_id, managers_visible(principal, Manager.id)
+            )
+        )
+        if visible.scalar_one_or_none() is None:
+            manager = None
     if manager is None:
         raise Unprocessable.field(field, f"Manager {manager_id} does not exist.")
     if not manager.active:
@@ -157,7 +170,7 @@ async def create_assignment(
             a client they are primary for (the body names the conflicting assignments).
     """
     await _usable_client(session, data.client_id, "body.client_id")
-    await _usable_manager(session, data.manager_id, "body.manager_id")
+    await _usable_manager(session, data.manager_id, "body.manager_id", principal)
     values = data.model_dump()
     values["starts_at"] = data.starts_at or _now()
     if values["ends_at"] is not None and values["ends_at"] <= values["starts_at"]:
@@ -244,7 +257,7 @@ async def handover(
         raise NotFound(f"Client {client_id} was not found.")
     if client.archived_at is not None:
         raise Unprocessable(f"Client {client_id} is archived.")
-    await _usable_manager(session, data.to_manager_id, "body.to_manager_id")
+    await _usable_manager(session, data.to_manager_id, "body.to_manager_id", principal)
     now = _now()
     at = data.at or now
     if at < now - PAST_TOLERANCE:
@@ -291,11 +304,10 @@ async def create_absence(
         Conflict: a client already has a cover in the window, or the cover manager is
             primary for one of those clients then (all or nothing: nothing is written).
     """
-    if await session.get(Manager, manager_id) is None:
-        raise NotFound(f"Manager {manager_id} was not found.")
+    await managers_repository.get(session, principal, manager_id)
     if data.cover_manager_id == manager_id:
         raise Unprocessable.field("body.cover_manager_id", "The cover must be another manager.")
-    await _usable_manager(session, data.cover_manager_id, "body.cover_manager_id")
+    await _usable_manager(session, data.cover_manager_id, "body.cover_manager_id", principal)
     absence = new_row(Absence, {"manager_id": manager_id, **data.model_dump()}, principal)
     session.add(absence)
     await session.flush()
@@ -388,7 +400,7 @@ async def hand_over_book(
     Raises Unprocessable (successor unknown, inactive or the same manager), Conflict."""
     if successor_id == manager_id:
         raise Unprocessable.field("body.successor_id", "The successor must be someone else.")
-    await _usable_manager(session, successor_id, "body.successor_id")
+    await _usable_manager(session, successor_id, "body.successor_id", principal)
     now = _now()
     started: list[Assignment] = []
     for row in await repository.open_primaries(session, manager_id, now):

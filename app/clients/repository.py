@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments.scope import clients_visible
 from app.clients.models import Client
 from app.clients.schemas import ClientFilters
 from app.core.auth import Principal
@@ -26,8 +27,8 @@ SEARCH_DOCUMENT = (
 
 
 def visible(principal: Principal) -> Select[Client]:
-    """Clients the caller may see (row-level scoping arrives with access control)."""
-    return select(Client)
+    """Clients the caller may see (see ``app.assignments.scope``)."""
+    return select(Client).where(clients_visible(principal, Client.id))
 
 
 async def get(session: AsyncSession, principal: Principal, client_id: uuid.UUID) -> Client:
@@ -40,9 +41,11 @@ async def get(session: AsyncSession, principal: Principal, client_id: uuid.UUID)
     return row
 
 
-async def exists(session: AsyncSession, client_id: uuid.UUID) -> bool:
-    found = await session.execute(select(Client.id).where(Client.id == client_id))
-    return found.scalar_one_or_none() is not None
+async def find(session: AsyncSession, principal: Principal, client_id: uuid.UUID) -> Client | None:
+    """The client if it exists and the caller may see it (for references in a body)."""
+    return (
+        await session.execute(visible(principal).where(Client.id == client_id))
+    ).scalar_one_or_none()
 
 
 async def list_page(

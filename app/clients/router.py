@@ -16,7 +16,7 @@ from app.clients.schemas import (
     ClientRead,
     ClientUpdate,
 )
-from app.core.auth import CurrentPrincipal, Writer
+from app.core.auth import CurrentPrincipal, Lead, Writer
 from app.core.errors import error_responses
 from app.core.http import IdempotencyKeyHeader, IfMatch, create_idempotently, etag
 from app.core.session import SessionDep
@@ -41,11 +41,11 @@ async def list_clients(
 async def create_client(
     request: Request,
     session: SessionDep,
-    principal: Writer,
+    principal: Lead,
     body: ClientCreate,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    """Create a client account. Honours `Idempotency-Key`."""
+    """Create a client account (admin or sales_manager). Honours `Idempotency-Key`."""
 
     async def create() -> ClientRead:
         return ClientRead.model_validate(await service.create_client(session, principal, body))

@@ -48,14 +48,16 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-async def _check_parent(session: AsyncSession, parent_id: uuid.UUID | None) -> None:
-    if parent_id is not None and not await repository.exists(session, parent_id):
+async def _check_parent(
+    session: AsyncSession, principal: Principal, parent_id: uuid.UUID | None
+) -> None:
+    if parent_id is not None and await repository.find(session, principal, parent_id) is None:
         raise Unprocessable.field("body.parent_id", f"Client {parent_id} does not exist.")
 
 
 async def create_client(session: AsyncSession, principal: Principal, data: ClientCreate) -> Client:
     """Insert a client. Raises Unprocessable (unknown parent) or Conflict (external_ref)."""
-    await _check_parent(session, data.parent_id)
+    await _check_parent(session, principal, data.parent_id)
     row = new_row(Client, _columns(data.model_dump()), principal)
     session.add(row)
     await session.flush()
@@ -78,7 +80,7 @@ async def update_client(
         if required in changes and changes[required] is None:
             raise Unprocessable.field(f"body.{required}", f"{required} cannot be null.")
     if "parent_id" in changes:
-        await _check_parent(session, changes["parent_id"])
+        await _check_parent(session, principal, changes["parent_id"])
     await apply_changes(session, row, _columns(changes), principal, if_match)
     return row
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.assignments.scope import clients_visible
 from app.clients.models import Client
 from app.complaints.models import Complaint, ComplaintTransition, SlaPolicy, Status
 from app.complaints.schemas import ComplaintFilters, ComplaintRead, SlaClock, SlaRead
@@ -97,8 +98,8 @@ def _with_sla(stmt: Select[Any]) -> Select[Any]:
 
 
 def visible(principal: Principal) -> Select[Complaint]:
-    """Complaints the caller may see (row-level scoping arrives with access control)."""
-    return select(Complaint)
+    """Complaint records of clients in the caller's scope (``app.assignments.scope``)."""
+    return select(Complaint).where(clients_visible(principal, Complaint.client_id))
 
 
 def to_read(row: Any) -> ComplaintRead:

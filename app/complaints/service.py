@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments import repository as assignments_repository
-from app.clients.models import Client
+from app.clients import repository as clients_repository
 from app.complaints import repository
 from app.complaints.models import (
     CLOCK_RUNNING,
@@ -70,7 +70,7 @@ async def create_complaint(
 
     Raises Unprocessable: unknown client, ``received_at`` ahead by more than 5 minutes,
     unknown assignee."""
-    if await session.get(Client, data.client_id) is None:
+    if await clients_repository.find(session, principal, data.client_id) is None:
         raise Unprocessable.field("body.client_id", f"Client {data.client_id} does not exist.")
     now = _now()
     received_at = data.received_at or now

@@ -1,18 +1,24 @@
 """Bearer JWT verification and the caller's principal.
 
-Tokens are HS256-signed with ``AUTH__JWT_SECRET``; ``iss``, ``aud``, ``exp`` and ``nbf``
-are checked with ``AUTH__LEEWAY_S`` seconds of leeway. Claims: ``sub`` (a manager id or a
-service name) and ``roles`` (a list of :class:`Role` values).
+Two modes: without ``AUTH__JWKS_URL``, tokens are HS256-signed with ``AUTH__JWT_SECRET``
+(development, tests, a trusted gateway); with it, tokens are RS256 or ES256, verified
+with the identity provider's key named by the token's ``kid`` (the key set is cached
+for ``AUTH__JWKS_CACHE_S`` and fetched again when an unknown ``kid`` shows up, at most
+every 30 s). Any other algorithm, ``none`` included, is a 401. ``iss``, ``aud``,
+``exp`` and ``nbf`` are checked with ``AUTH__LEEWAY_S`` seconds of leeway. Claims:
+``sub`` (a manager id or a service name) and ``roles`` (a list of :class:`Role` values).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,6 +38,7 @@ class Role(StrEnum):
 
 
 WRITE_ROLES = frozenset({Role.admin, Role.sales_manager, Role.account_manager})
+LEAD_ROLES = frozenset({Role.admin, Role.sales_manager})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +71,81 @@ def mint_token(
     return jwt.encode(claims, settings.auth.jwt_secret.get_secret_value(), algorithm="HS256")
 
 
-def decode_token(settings: Settings, token: str) -> Principal:
-    """Verify ``token`` and build the principal.
+JWKS_ALGORITHMS = ("RS256", "ES256")
+JWKS_MIN_REFRESH_S = 30.0
+
+
+class JwksCache:
+    """The signing keys published at a JWKS URL, by ``kid``; fetched with httpx (async),
+    kept for ``ttl_s`` seconds and fetched again on an unknown ``kid`` (rate-limited)."""
+
+    def __init__(
+        self, url: str, ttl_s: float, timeout_s: float, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.url = url
+        self.ttl_s = ttl_s
+        self._http = http or httpx.AsyncClient(timeout=timeout_s)
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = -1e9
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        response = await self._http.get(self.url)
+        response.raise_for_status()
+        keys: dict[str, jwt.PyJWK] = {}
+        for data in response.json().get("keys", []):
+            try:
+                keys[str(data.get("kid", ""))] = jwt.PyJWK(data)
+            except (jwt.PyJWKError, jwt.InvalidKeyError):
+                continue  # a key type or algorithm we do not use
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+
+    async def key(self, kid: str | None) -> jwt.PyJWK | None:
+        """The key for ``kid`` (``None``: the only key, if there is exactly one)."""
+        async with self._lock:
+            age = time.monotonic() - self._fetched_at
+            known = (kid or "") in self._keys or (kid is None and len(self._keys) == 1)
+            if age > self.ttl_s or (not known and age > JWKS_MIN_REFRESH_S):
+                try:
+                    await self._refresh()
+                except (httpx.HTTPError, ValueError) as exc:
+                    if not self._keys:
+                        raise Unauthorized("The identity provider's keys are unavailable.") from exc
+        if kid is None:
+            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+        return self._keys.get(kid)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+async def verify_token(settings: Settings, token: str, jwks: JwksCache | None) -> Principal:
+    """Check the token's algorithm and key (HS256 secret, or the JWKS key of its ``kid``),
+    then its claims. Raises Unauthorized."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized("The token is malformed.") from exc
+    algorithm = header.get("alg")
+    if jwks is None:
+        if algorithm not in ALGORITHMS:
+            raise Unauthorized(f"Tokens must be signed with {', '.join(ALGORITHMS)}.")
+        return decode_token(settings, token)
+    if algorithm not in JWKS_ALGORITHMS:
+        raise Unauthorized(f"Tokens must be signed with {', '.join(JWKS_ALGORITHMS)}.")
+    kid = header.get("kid")
+    key = await jwks.key(kid if isinstance(kid, str) else None)
+    if key is None:
+        raise Unauthorized("The token's signing key is unknown.")
+    return decode_token(settings, token, key=key.key, algorithms=[str(algorithm)])
+
+
+def decode_token(
+    settings: Settings, token: str, *, key: Any = None, algorithms: list[str] | None = None
+) -> Principal:
+    """Verify ``token`` (with the HS256 secret unless ``key`` is given) and build the
+    principal.
 
     Raises:
         Unauthorized: bad signature, wrong algorithm (``none`` included), wrong issuer or
@@ -74,8 +154,8 @@ def decode_token(settings: Settings, token: str) -> Principal:
     try:
         claims = jwt.decode(
             token,
-            settings.auth.jwt_secret.get_secret_value(),
-            algorithms=ALGORITHMS,
+            key if key is not None else settings.auth.jwt_secret.get_secret_value(),
+            algorithms=algorithms or ALGORITHMS,
             audience=settings.auth.audience,
             issuer=settings.auth.issuer,
             leeway=settings.auth.leeway_s,
@@ -109,7 +189,11 @@ async def get_principal(
     """The authenticated caller; 401 when the bearer token is missing or invalid."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer token is required.")
-    principal = decode_token(request.app.state.settings, credentials.credentials)
+    principal = await verify_token(
+        request.app.state.settings,
+        credentials.credentials,
+        getattr(request.app.state, "jwks", None),
+    )
     request.state.principal = principal
     if not principal.roles:
         # Secure by default: a valid token without a known role may do nothing.
@@ -143,3 +227,13 @@ async def _writer(principal: CurrentPrincipal) -> Principal:
 
 
 Writer = Annotated[Principal, Depends(_writer)]
+
+
+async def _lead(principal: CurrentPrincipal) -> Principal:
+    if not principal.has_any(LEAD_ROLES):
+        raise Forbidden("Only admin and sales_manager may do this.")
+    return principal
+
+
+# Staffing decisions: creating clients, assigning managers, handovers, absences, quotas.
+Lead = Annotated[Principal, Depends(_lead)]

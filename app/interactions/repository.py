@@ -10,6 +10,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments.models import Assignment
+from app.assignments.scope import clients_visible
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import keyset, page_of
@@ -18,8 +19,8 @@ from app.interactions.schemas import InteractionFilters
 
 
 def visible(principal: Principal) -> Select[Interaction]:
-    """Interactions the caller may see (row-level scoping arrives with access control)."""
-    return select(Interaction)
+    """Interaction records of clients in the caller's scope (``app.assignments.scope``)."""
+    return select(Interaction).where(clients_visible(principal, Interaction.client_id))
 
 
 async def get(

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.clients.models import Client
+from app.clients import repository as clients_repository
 from app.core.auth import Principal, Role
 from app.core.crud import apply_changes, changes_of, delete_row, new_row
 from app.core.errors import Unprocessable
@@ -69,7 +69,7 @@ async def create_interaction(
     Raises Unprocessable: unknown or archived client, no manager given (and the caller
     is not one), unknown manager, ``occurred_at`` > 5 min ahead, or the manager was not
     assigned to the client then (admins exempt)."""
-    client = await session.get(Client, data.client_id)
+    client = await clients_repository.find(session, principal, data.client_id)
     if client is None:
         raise Unprocessable.field("body.client_id", f"Client {data.client_id} does not exist.")
     if client.archived_at is not None:

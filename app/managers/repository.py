@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments.scope import managers_visible
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import keyset, page_of
@@ -17,8 +18,8 @@ from app.managers.schemas import ManagerFilters
 
 
 def visible(principal: Principal) -> Select[Manager]:
-    """Managers the caller may see (every authenticated role sees the staff list)."""
-    return select(Manager)
+    """Managers the caller may see (see ``app.assignments.scope``)."""
+    return select(Manager).where(managers_visible(principal, Manager.id))
 
 
 async def get(
@@ -34,8 +35,11 @@ async def get(
     return row
 
 
-async def exists(session: AsyncSession, manager_id: uuid.UUID) -> bool:
-    found = await session.execute(select(Manager.id).where(Manager.id == manager_id))
+async def exists(session: AsyncSession, principal: Principal, manager_id: uuid.UUID) -> bool:
+    """Whether the manager exists and is in the caller's scope."""
+    found = await session.execute(
+        visible(principal).with_only_columns(Manager.id).where(Manager.id == manager_id)
+    )
     return found.scalar_one_or_none() is not None
 
 

@@ -45,8 +45,11 @@ register_constraint(
 )
 
 
-async def _check_lead(session: AsyncSession, lead_id: uuid.UUID | None) -> None:
-    if lead_id is not None and not await repository.exists(session, lead_id):
+async def _check_lead(
+    session: AsyncSession, principal: Principal, lead_id: uuid.UUID | None
+) -> None:
+    """The lead must exist and be in the caller's scope (a sales_manager's team)."""
+    if lead_id is not None and not await repository.exists(session, principal, lead_id):
         raise Unprocessable.field("body.reports_to_id", f"Manager {lead_id} does not exist.")
 
 
@@ -54,7 +57,7 @@ async def create_manager(
     session: AsyncSession, principal: Principal, data: ManagerCreate
 ) -> Manager:
     """Insert a manager. Raises Unprocessable (unknown lead) or Conflict (e-mail taken)."""
-    await _check_lead(session, data.reports_to_id)
+    await _check_lead(session, principal, data.reports_to_id)
     row = new_row(Manager, data.model_dump(), principal)
     session.add(row)
     await session.flush()
@@ -77,7 +80,7 @@ async def update_manager(
         if required in changes and changes[required] is None:
             raise Unprocessable.field(f"body.{required}", f"{required} cannot be null.")
     if "reports_to_id" in changes:
-        await _check_lead(session, changes["reports_to_id"])
+        await _check_lead(session, principal, changes["reports_to_id"])
     successor_id = changes.pop("successor_id", None)
     if changes.get("active") is False and row.active:
         await _release_book(session, principal, row, successor_id)

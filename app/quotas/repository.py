@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments.scope import managers_visible
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import PageQuery, decode_cursor, encode_cursor, keyset, page_of
@@ -42,8 +43,8 @@ from app.sales.repository import local_date, rate_lookup
 
 
 def visible(principal: Principal) -> Select[Quota]:
-    """Quotas the caller may see (row-level scoping arrives with access control)."""
-    return select(Quota)
+    """Quotas of managers in the caller's scope (``app.assignments.scope``)."""
+    return select(Quota).where(managers_visible(principal, Quota.manager_id))
 
 
 async def get(session: AsyncSession, principal: Principal, quota_id: uuid.UUID) -> Quota:

@@ -11,12 +11,14 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments.scope import team_ids
 from app.config import Settings
-from app.core.auth import Principal
+from app.core.auth import Principal, Role
 from app.core.crud import apply_changes, changes_of, delete_row, new_row
-from app.core.errors import Conflict, Unprocessable, register_constraint
+from app.core.errors import Conflict, Forbidden, Unprocessable, register_constraint
 from app.core.money import Money, currency_decimals
 from app.core.pagination import PageQuery
 from app.core.periods import FiscalCalendar
@@ -70,12 +72,35 @@ def _overlap_conflict(existing: Quota) -> Conflict:
     )
 
 
+async def _check_quota_setter(
+    session: AsyncSession, principal: Principal, manager_id: uuid.UUID
+) -> None:
+    """Admins set anyone's quota; a sales_manager only those of people reporting to them
+    (recursively), not their own. Raises Unprocessable (unknown or out of scope)."""
+    if await session.get(Manager, manager_id) is None:
+        raise Unprocessable.field("body.manager_id", f"Manager {manager_id} does not exist.")
+    if Role.admin in principal.roles:
+        return
+    lead = principal.manager_id
+    in_team = (
+        lead is not None
+        and manager_id != lead
+        and (
+            await session.execute(
+                select(Manager.id).where(Manager.id == manager_id, Manager.id.in_(team_ids(lead)))
+            )
+        ).scalar_one_or_none()
+        is not None
+    )
+    if not in_team:
+        raise Forbidden("A sales_manager sets quotas only for the managers reporting to them.")
+
+
 async def create_quota(
     session: AsyncSession, principal: Principal, settings: Settings, data: QuotaCreate
 ) -> Quota:
     """Set a quota. Raises Unprocessable (unknown manager or period), Conflict (overlap)."""
-    if await session.get(Manager, data.manager_id) is None:
-        raise Unprocessable.field("body.manager_id", f"Manager {data.manager_id} does not exist.")
+    await _check_quota_setter(session, principal, data.manager_id)
     if data.period is not None:
         try:
             period = calendar(settings).resolve(data.period)
@@ -114,8 +139,10 @@ async def update_quota(
     data: QuotaUpdate,
     if_match: str | None,
 ) -> Quota:
-    """Change a quota's target. Raises NotFound, PreconditionFailed, Unprocessable."""
+    """Change a quota's target. Raises NotFound, Forbidden, PreconditionFailed,
+    Unprocessable."""
     row = await repository.get(session, principal, quota_id)
+    await _check_quota_setter(session, principal, row.manager_id)
     changes = changes_of(data)
     values: dict[str, Any] = {}
     if row.metric == Metric.sales_amount.value:
@@ -140,6 +167,7 @@ async def delete_quota(
     session: AsyncSession, principal: Principal, quota_id: uuid.UUID, if_match: str | None
 ) -> None:
     row = await repository.get(session, principal, quota_id)
+    await _check_quota_setter(session, principal, row.manager_id)
     await delete_row(session, row, if_match, "quota")
 
 

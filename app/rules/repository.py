@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments.models import Assignment
 from app.assignments.repository import responsible_condition
+from app.assignments.scope import either_visible
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import PageQuery, decode_cursor, encode_cursor, keyset, page_of
@@ -70,8 +71,8 @@ async def runs_page(session: AsyncSession, page: PageQuery) -> tuple[list[RuleRu
 
 
 def visible_flags(principal: Principal) -> Select[Flag]:
-    """Flags the caller may see (row-level scoping arrives with access control)."""
-    return select(Flag)
+    """Flags about clients or managers in the caller's scope (``app.assignments.scope``)."""
+    return select(Flag).where(either_visible(principal, Flag.client_id, Flag.manager_id))
 
 
 async def get_flag(

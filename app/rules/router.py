@@ -154,7 +154,7 @@ async def get_rule_run(
     responses=error_responses(401, 403, 422),
 )
 async def simulate_rule_run(
-    request: Request, session: SessionDep, principal: Writer, body: SimulationRequest
+    request: Request, session: SessionDep, principal: Admin, body: SimulationRequest
 ) -> SimulationResult:
     """What a run with these parameter overrides (and `as_of`) would flag; writes nothing."""
     settings = request.app.state.settings

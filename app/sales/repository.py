@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Date, Select, cast, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments.scope import clients_visible
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import keyset, page_of
@@ -17,8 +18,8 @@ from app.sales.schemas import FxRateFilters, SaleFilters, SaleRead
 
 
 def visible(principal: Principal) -> Select[Sale]:
-    """Sales the caller may see (row-level scoping arrives with access control)."""
-    return select(Sale)
+    """Sale records of clients in the caller's scope (``app.assignments.scope``)."""
+    return select(Sale).where(clients_visible(principal, Sale.client_id))
 
 
 def to_read(row: Sale) -> SaleRead:

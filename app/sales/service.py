@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments import repository as assignments_repository
-from app.clients.models import Client
+from app.clients import repository as clients_repository
 from app.core.auth import Principal
 from app.core.crud import apply_changes, changes_of, delete_row, new_row
 from app.core.errors import Conflict, Unprocessable, register_constraint
@@ -69,7 +69,7 @@ async def create_sale(session: AsyncSession, principal: Principal, data: SaleCre
     Raises Unprocessable: unknown client, refund with a positive amount, closed_at ahead,
     unknown manager, or no manager given for a client unassigned at closed_at.
     Conflict: external_ref already used."""
-    if await session.get(Client, data.client_id) is None:
+    if await clients_repository.find(session, principal, data.client_id) is None:
         raise Unprocessable.field("body.client_id", f"Client {data.client_id} does not exist.")
     _check(data.kind, data.amount.value, data.closed_at)
     manager_id = data.credited_manager_id

@@ -427,7 +427,7 @@ class TestUpdateClient:
         self, live_client: AsyncClient, settings: Settings
     ) -> None:
         created = await create_client(live_client)
-        token = make_token(settings, Role.account_manager, subject="editor-1")
+        token = make_token(settings, Role.admin, subject="editor-1")
         response = await live_client.patch(
             f"/v1/clients/{created['id']}",
             json={"industry": "Mining"},

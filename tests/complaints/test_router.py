@@ -280,6 +280,8 @@ class TestHistory:
         received = now() - timedelta(days=2)
         complaint = await create_complaint(client, acme["id"], received_at=received.isoformat())
         cid = complaint["id"]
+        # Anna must be assigned to the client now to act on its complaints (issue 7).
+        await create_assignment(client, acme["id"], anna["id"], starts_at="2026-01-01T00:00:00Z")
         anna_token = make_token(settings, Role.account_manager, subject=anna["id"])
         as_anna = {"Authorization": f"Bearer {anna_token}"}
         plan = [

@@ -341,13 +341,14 @@ class TestWhoMayLog:
         assert_invalid(r, "body.manager_id")
         anna = await create_manager(client)
         await create_assignment(client, acme["id"], anna["id"], starts_at="2026-01-01T00:00:00Z")
-        # A manager role whose subject is not a manager id is not "a manager".
+        # A manager role whose subject is not a manager id is not "a manager": it sees no
+        # client at all (issue 7 scoping), so the client does not exist for it.
         r = await client.post(
             "/v1/interactions",
             json=body(acme["id"]),
             headers=bearer(settings, Role.account_manager, "service-bot"),
         )
-        assert_invalid(r, "body.manager_id")
+        assert_invalid(r, "body.client_id")
         viewer = await client.post(
             "/v1/interactions",
             json=body(acme["id"], manager_id=anna["id"]),
@@ -385,6 +386,9 @@ class TestWhoMayLog:
             starts_at="2026-06-01T00:00:00Z",
             ends_at="2026-07-01T00:00:00Z",
         )
+        # Assigned again from September: the client is in Anna's scope now (issue 7), but
+        # not for the gap in between.
+        await create_assignment(client, acme["id"], anna["id"], starts_at="2026-09-01T00:00:00Z")
         as_anna = bearer(settings, role, anna["id"])
 
         async def log(at: str, headers: dict[str, str] | None = None) -> Any:
@@ -394,7 +398,11 @@ class TestWhoMayLog:
                 headers=headers or {},
             )
 
-        for outside in ("2026-05-31T23:59:59.999999Z", "2026-07-01T00:00:00Z", now().isoformat()):
+        for outside in (
+            "2026-05-31T23:59:59.999999Z",
+            "2026-07-01T00:00:00Z",
+            "2026-08-31T23:00:00Z",
+        ):
             assert_invalid(await log(outside, as_anna), "body.occurred_at")
         for inside in ("2026-06-01T00:00:00Z", "2026-06-15T12:00:00+02:00"):
             r = await log(inside, as_anna)
@@ -414,7 +422,8 @@ class TestWhoMayLog:
             json=body(acme["id"]),
             headers=bearer(settings, Role.account_manager, anna["id"]),
         )
-        assert_invalid(r, "body.occurred_at")
+        # Not assigned now, so outside Anna's scope: the client does not exist for her.
+        assert_invalid(r, "body.client_id")
 
     @pytest.mark.parametrize("role", ["secondary", "cover"])
     async def test_secondary_and_cover_may_log(
@@ -439,11 +448,12 @@ class TestWhoMayLog:
         bela = await create_manager(client)
         acme = await create_client(client)
         await create_assignment(client, acme["id"], anna["id"], starts_at="2026-01-01T00:00:00Z")
+        # The window is running now, so Bela has the client in scope (issue 7).
         absence = await client.post(
             f"/v1/managers/{anna['id']}/absences",
             json={
-                "starts_at": "2026-08-01T00:00:00Z",
-                "ends_at": "2026-08-15T00:00:00Z",
+                "starts_at": (now() - timedelta(days=10)).isoformat(),
+                "ends_at": (now() + timedelta(days=5)).isoformat(),
                 "cover_manager_id": bela["id"],
             },
         )
@@ -451,16 +461,16 @@ class TestWhoMayLog:
         as_bela = bearer(settings, Role.account_manager, bela["id"])
         ok = await client.post(
             "/v1/interactions",
-            json=body(acme["id"], occurred_at="2026-08-05T10:00:00Z"),
+            json=body(acme["id"], occurred_at=(now() - timedelta(days=5)).isoformat()),
             headers=as_bela,
         )
         assert ok.status_code == 201, ok.text
-        late = await client.post(
+        before = await client.post(
             "/v1/interactions",
-            json=body(acme["id"], occurred_at="2026-08-20T10:00:00Z"),
+            json=body(acme["id"], occurred_at=(now() - timedelta(days=20)).isoformat()),
             headers=as_bela,
         )
-        assert_invalid(late, "body.occurred_at")
+        assert_invalid(before, "body.occurred_at")
 
     async def test_moving_occurred_at_outside_the_assignment(
         self, client: AsyncClient, settings: Settings
@@ -472,7 +482,6 @@ class TestWhoMayLog:
             acme["id"],
             anna["id"],
             starts_at="2026-06-01T00:00:00Z",
-            ends_at="2026-07-01T00:00:00Z",
         )
         as_anna = bearer(settings, Role.account_manager, anna["id"])
         made = await client.post(
@@ -483,10 +492,10 @@ class TestWhoMayLog:
         assert made.status_code == 201, made.text
         url = f"/v1/interactions/{made.json()['id']}"
         moved = await client.patch(
-            url, json={"occurred_at": "2026-07-10T10:00:00Z"}, headers=as_anna
+            url, json={"occurred_at": "2026-05-10T10:00:00Z"}, headers=as_anna
         )
         assert_invalid(moved, "body.occurred_at")
-        admin = await client.patch(url, json={"occurred_at": "2026-07-10T10:00:00Z"})
+        admin = await client.patch(url, json={"occurred_at": "2026-05-10T10:00:00Z"})
         assert admin.status_code == 200, admin.text
 
 

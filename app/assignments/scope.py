@@ -1,0 +1,76 @@
+"""Row-level scope: which clients and managers a caller may see, as SQL subqueries that
+every repository's ``visible()`` builds on (never a filter in Python after the fetch).
+
+* ``admin``, ``viewer``, ``service``: everything (``None``: no restriction).
+* ``account_manager``: the clients they are primary, secondary or cover for *now*
+  (a cover gains access when it starts and loses it when it ends); themselves.
+* ``sales_manager``: the managers who report to them, recursively, and themselves; the
+  clients any of those managers is assigned to now.
+A caller with several roles gets the union. A manager role without a manager id as
+the token subject sees nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Uuid, false, func, literal, or_, select
+
+from app.assignments.models import Assignment
+from app.core.auth import Principal, Role
+from app.managers.models import Manager
+
+UNRESTRICTED = frozenset({Role.admin, Role.viewer, Role.service})
+
+
+def team_ids(manager_id: uuid.UUID) -> Select[Any]:
+    """``manager_id`` and everyone who reports to them, recursively."""
+    team = (
+        select(Manager.id.label("id"))
+        .where(Manager.id == manager_id)
+        .cte(f"team_{manager_id.hex[:8]}", recursive=True)
+    )
+    team = team.union(select(Manager.id).where(Manager.reports_to_id == team.c.id))
+    return select(team.c.id)
+
+
+def manager_scope(principal: Principal) -> Select[Any] | None:
+    """Manager ids the caller may see, or ``None`` for all."""
+    if principal.has_any(UNRESTRICTED):
+        return None
+    me = principal.manager_id
+    if me is None:
+        return select(literal(None, Uuid).label("id")).where(false())
+    if Role.sales_manager in principal.roles:
+        return team_ids(me)
+    return select(literal(me, Uuid).label("id"))
+
+
+def client_scope(principal: Principal) -> Select[Any] | None:
+    """Client ids the caller may see, or ``None`` for all."""
+    managers = manager_scope(principal)
+    if managers is None:
+        return None
+    return select(Assignment.client_id).where(
+        Assignment.manager_id.in_(managers), Assignment.period.contains(func.now())
+    )
+
+
+def clients_visible(principal: Principal, client_id: Any) -> ColumnElement[bool]:
+    """SQL condition: ``client_id`` is in the caller's scope."""
+    scope = client_scope(principal)
+    return literal(True) if scope is None else client_id.in_(scope)
+
+
+def managers_visible(principal: Principal, manager_id: Any) -> ColumnElement[bool]:
+    """SQL condition: ``manager_id`` is in the caller's scope."""
+    scope = manager_scope(principal)
+    return literal(True) if scope is None else manager_id.in_(scope)
+
+
+def either_visible(principal: Principal, client_id: Any, manager_id: Any) -> ColumnElement[bool]:
+    """A record about a client or a manager: visible when either one is in scope."""
+    if principal.has_any(UNRESTRICTED):
+        return literal(True)
+    return or_(clients_visible(principal, client_id), managers_visible(principal, manager_id))
