@@ -203,3 +203,88 @@ async def insert_client_history(
         ),
         params,
     )
+
+
+# --- Rules module ---------------------------------------------------------------------
+
+
+async def create_sale(
+    http: AsyncClient,
+    client_id: str,
+    amount: str,
+    currency: str,
+    closed_at: str,
+    kind: str = "new",
+    **fields: Any,
+) -> dict[str, Any]:
+    """Record a sale through the API (credited to the manager responsible at ``closed_at``
+    unless ``credited_manager_id`` is given); assert 201."""
+    body: dict[str, Any] = {
+        "client_id": client_id,
+        "amount": {"amount": amount, "currency": currency},
+        "closed_at": closed_at,
+        "kind": kind,
+    }
+    body.update(fields)
+    response = await http.post("/v1/sales", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def create_quota(
+    http: AsyncClient,
+    manager_id: str,
+    period_start: str,
+    period_end: str,
+    amount: str = "1000.00",
+    currency: str = "EUR",
+    **fields: Any,
+) -> dict[str, Any]:
+    """Set a ``sales_amount`` quota over ``[period_start, period_end)`` (pass ``metric``,
+    ``target=None`` and ``target_count`` for an interaction quota); assert 201."""
+    body: dict[str, Any] = {
+        "manager_id": manager_id,
+        "metric": "sales_amount",
+        "period_start": period_start,
+        "period_end": period_end,
+        "target": {"amount": amount, "currency": currency},
+    }
+    body.update(fields)
+    body = {k: v for k, v in body.items() if v is not None}
+    response = await http.post("/v1/quotas", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def run_rules(http: AsyncClient, as_of: str | None = None) -> dict[str, Any]:
+    """Run every enabled rule at ``as_of`` (default now); assert 201; return the run."""
+    body: dict[str, Any] = {} if as_of is None else {"as_of": as_of}
+    response = await http.post("/v1/rule-runs", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def list_flags(http: AsyncClient, **filters: Any) -> list[dict[str, Any]]:
+    """Every flag matching ``filters`` (``GET /v1/flags``, one page of up to 500)."""
+    response = await http.get("/v1/flags", params={"limit": 500, **filters})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["next_cursor"] is None, "more than one page of flags"
+    return list(body["items"])
+
+
+async def move_flag(http: AsyncClient, flag_id: str, to: str, **fields: Any) -> dict[str, Any]:
+    """Apply one flag transition; assert 201; return the flag."""
+    response = await http.post(f"/v1/flags/{flag_id}/transitions", json={"to": to, **fields})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def count_rows(conn: AsyncConnection, *tables: str) -> dict[str, int]:
+    """``count(*)`` of each table (names are trusted test constants)."""
+    counts = {}
+    for table in tables:
+        counts[table] = int(
+            (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+        )
+    return counts

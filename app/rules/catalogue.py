@@ -148,24 +148,18 @@ class ComplaintSlaBreached(Rule):
 
     @classmethod
     def sql(cls) -> str:
+        # rule_open_complaints: unresolved at as_of, with the breach already decided
+        # (engine._prepare_facts), so a past as_of sees the history as it was then.
         return (
-            "SELECT co.client_id AS subject_id, co.client_id, NULL::uuid AS quota_id, "
+            "SELECT o.client_id AS subject_id, o.client_id, NULL::uuid AS quota_id, "
             "NULL::uuid AS manager_id, jsonb_build_object("
             "'breached_complaints', count(*), "
-            "'complaint_ids', (array_agg(co.id ORDER BY co.received_at))[1:20], "
-            "'worst_overdue_hours', round(max(extract(epoch FROM x.elapsed - x.target)) / 3600, 2)"
+            "'complaint_ids', (array_agg(o.complaint_id ORDER BY o.received_at))[1:20], "
+            "'worst_overdue_hours', round(max(o.overdue_hours), 2)"
             ") AS evidence"
-            " FROM complaints co"
-            " JOIN rule_client_facts f ON f.client_id = co.client_id"
-            " LEFT JOIN sla_policies ps ON ps.severity = co.severity AND ps.segment = f.segment"
-            " LEFT JOIN sla_policies pd ON pd.severity = co.severity AND pd.segment IS NULL,"
-            " LATERAL (SELECT co.active_time + CASE WHEN co.clock_running"
-            " THEN CAST(:as_of AS timestamptz) - co.clock_since ELSE interval '0' END AS elapsed,"
-            " make_interval(hours => coalesce(ps.resolution_hours, pd.resolution_hours))"
-            " AS target) x"
-            " WHERE co.status NOT IN ('resolved', 'closed')"
-            " AND co.received_at <= CAST(:as_of AS timestamptz) AND x.elapsed > x.target"
-            " GROUP BY co.client_id"
+            " FROM rule_open_complaints o"
+            " JOIN rule_client_facts f ON f.client_id = o.client_id"
+            " WHERE o.breached GROUP BY o.client_id"
         )
 
 

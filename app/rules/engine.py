@@ -114,6 +114,46 @@ def _today(as_of: datetime, time_zone: str) -> date:
     return as_of.astimezone(ZoneInfo(time_zone)).date()
 
 
+# Complaints unresolved at as_of and whether their resolution target had passed then.
+# At (or after) now the row's running totals answer it; for a past as_of the status and
+# the due instant come from the transition history (slower, exact).
+_OPEN_NOW = """
+CREATE TEMP TABLE rule_open_complaints ON COMMIT DROP AS
+SELECT co.id AS complaint_id, co.client_id, co.severity, co.received_at,
+       x.elapsed > x.target AS breached,
+       extract(epoch FROM x.elapsed - x.target) / 3600 AS overdue_hours
+FROM complaints co
+JOIN clients c ON c.id = co.client_id
+LEFT JOIN sla_policies ps ON ps.severity = co.severity AND ps.segment = c.segment
+LEFT JOIN sla_policies pd ON pd.severity = co.severity AND pd.segment IS NULL,
+LATERAL (SELECT co.active_time + CASE WHEN co.clock_running
+             THEN CAST(:as_of AS timestamptz) - co.clock_since ELSE interval '0' END AS elapsed,
+         make_interval(hours => coalesce(ps.resolution_hours, pd.resolution_hours)) AS target) x
+WHERE co.status NOT IN ('resolved', 'closed') AND co.received_at <= :as_of
+"""
+_OPEN_THEN = """
+CREATE TEMP TABLE rule_open_complaints ON COMMIT DROP AS
+SELECT co.id AS complaint_id, co.client_id, co.severity, co.received_at,
+       coalesce(d.due_at < :as_of, false) AS breached,
+       extract(epoch FROM CAST(:as_of AS timestamptz) - d.due_at) / 3600 AS overdue_hours
+FROM complaints co
+JOIN clients c ON c.id = co.client_id
+LEFT JOIN sla_policies ps ON ps.severity = co.severity AND ps.segment = c.segment
+LEFT JOIN sla_policies pd ON pd.severity = co.severity AND pd.segment IS NULL
+CROSS JOIN LATERAL (SELECT t.to_status FROM complaint_transitions t
+    WHERE t.complaint_id = co.id AND t.at <= :as_of ORDER BY t.at DESC, t.seq DESC LIMIT 1) st
+CROSS JOIN LATERAL (SELECT complaint_resolution_due_at(
+    co.id, 3600 * coalesce(ps.resolution_hours, pd.resolution_hours)) AS due_at) d
+WHERE st.to_status NOT IN ('resolved', 'closed') AND co.received_at <= :as_of
+"""
+
+
+async def _open_complaints(conn: AsyncConnection, as_of: datetime) -> None:
+    now = (await conn.execute(text("SELECT now()"))).scalar_one()
+    await conn.execute(text(_OPEN_NOW if as_of >= now else _OPEN_THEN), {"as_of": as_of})
+    await conn.execute(text("CREATE INDEX ON rule_open_complaints (client_id)"))
+
+
 async def _prepare_facts(
     conn: AsyncConnection, configs: list[RuleConfig], as_of: datetime, time_zone: str
 ) -> None:
@@ -122,9 +162,10 @@ async def _prepare_facts(
     await conn.execute(
         text(
             "DROP TABLE IF EXISTS rule_client_facts, rule_quota_facts, rule_matches,"
-            " rule_changed_clients"
+            " rule_changed_clients, rule_open_complaints"
         )
     )
+    await _open_complaints(conn, as_of)
     window = 3
     for config in configs:
         if config.rule is NegativeSentiment and isinstance(config.params, NegativeSentiment.P):
@@ -144,10 +185,9 @@ async def _prepare_facts(
             " FROM (SELECT i.occurred_at, i.sentiment FROM interactions i"
             " WHERE i.client_id = c.id AND i.occurred_at <= :as_of"
             " ORDER BY i.occurred_at DESC LIMIT :window) r) li ON true"
-            " LEFT JOIN (SELECT co.client_id, count(*) AS open_complaints,"
-            " count(*) FILTER (WHERE co.severity = 'critical') AS open_critical"
-            " FROM complaints co WHERE co.status NOT IN ('resolved', 'closed')"
-            " AND co.received_at <= :as_of GROUP BY co.client_id) oc ON oc.client_id = c.id"
+            " LEFT JOIN (SELECT o.client_id, count(*) AS open_complaints,"
+            " count(*) FILTER (WHERE o.severity = 'critical') AS open_critical"
+            " FROM rule_open_complaints o GROUP BY o.client_id) oc ON oc.client_id = c.id"
             " WHERE c.archived_at IS NULL AND c.lifecycle_stage IN ('onboarding', 'active')"
         ),
         {"as_of": as_of, "window": window},
