@@ -21,10 +21,12 @@ from app.core.errors import install_error_handlers
 from app.core.health import migration_heads
 from app.core.health import router as health_router
 from app.core.observability import install_observability
+from app.imports.router import router as imports_router
 from app.interactions.router import router as interactions_router
 from app.managers.router import router as managers_router
 from app.openapi import finish_openapi
 from app.quotas.router import router as quotas_router
+from app.reports.router import router as reports_router
 from app.rules.router import router as rules_router
 from app.rules.scheduler import run_on_schedule
 from app.sales.router import router as sales_router
@@ -98,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(quotas_router)
     app.include_router(rules_router)
     app.include_router(audit_router)
+    app.include_router(imports_router)
+    app.include_router(reports_router)
     install_observability(app)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
     return app

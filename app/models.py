@@ -6,6 +6,7 @@ from app.clients.models import Client
 from app.complaints.models import Complaint, ComplaintTransition, SlaPolicy
 from app.core.db import Base
 from app.core.http import IdempotencyRecord
+from app.imports.models import ImportJob
 from app.interactions.models import Interaction
 from app.managers.models import Manager
 from app.quotas.models import Quota
@@ -25,6 +26,7 @@ __all__ = [
     "FxRate",
     "HealthPoint",
     "IdempotencyRecord",
+    "ImportJob",
     "Interaction",
     "Manager",
     "Quota",

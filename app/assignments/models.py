@@ -60,6 +60,7 @@ class Assignment(ResourceMixin, Base):
     absence_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("absences.id", ondelete="RESTRICT"), index=True
     )
+    external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
     period: Mapped[Any] = deferred(
         mapped_column(TSTZRANGE, Computed("tstzrange(starts_at, ends_at, '[)')", persisted=True))
     )

@@ -100,6 +100,7 @@ class Complaint(ResourceMixin, Base):
     clock_running: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("true")
     )
+    external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
 
     __table_args__ = (
         CheckConstraint(

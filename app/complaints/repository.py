@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -38,6 +38,7 @@ from app.core.pagination import PageQuery, decode_cursor, encode_cursor, keyset
 _segment_policy = aliased(SlaPolicy, name="segment_policy")
 _default_policy = aliased(SlaPolicy, name="default_policy")
 _ZERO = literal_column("interval '0'", type_=Interval)
+_Ts = TypeVarTuple("_Ts")
 
 
 def _hours(value: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -69,17 +70,11 @@ resolution_due_at = func.complaint_resolution_due_at(
 breached = or_(first_response_breached, resolution_breached)
 
 
-def _with_sla(stmt: Select[Any]) -> Select[Any]:
+def join_sla_policies(stmt: Select[*_Ts]) -> Select[*_Ts]:
+    """``stmt`` (selecting from ``complaints``) joined to the client and its SLA policies,
+    which the SLA expressions of this module (``breached`` etc.) need."""
     return (
-        stmt.add_columns(
-            first_response_hours,
-            resolution_hours,
-            first_response_due_at.label("first_response_due_at"),
-            first_response_breached.label("first_response_breached"),
-            resolution_due_at.label("resolution_due_at"),
-            resolution_breached.label("resolution_breached"),
-        )
-        .join(Client, Client.id == Complaint.client_id)
+        stmt.join(Client, Client.id == Complaint.client_id)
         .outerjoin(
             _segment_policy,
             and_(
@@ -93,6 +88,19 @@ def _with_sla(stmt: Select[Any]) -> Select[Any]:
                 _default_policy.severity == Complaint.severity,
                 _default_policy.segment.is_(None),
             ),
+        )
+    )
+
+
+def _with_sla(stmt: Select[Any]) -> Select[Any]:
+    return join_sla_policies(
+        stmt.add_columns(
+            first_response_hours,
+            resolution_hours,
+            first_response_due_at.label("first_response_due_at"),
+            first_response_breached.label("first_response_breached"),
+            resolution_due_at.label("resolution_due_at"),
+            resolution_breached.label("resolution_breached"),
         )
     )
 

@@ -71,6 +71,7 @@ class Interaction(ResourceMixin, Base):
     next_step_description: Mapped[str | None] = mapped_column(String(500))
     next_step_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_step_done: Mapped[bool | None] = mapped_column(Boolean)
+    external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
 
     __table_args__ = (
         CheckConstraint(f"channel IN ({CHANNELS_SQL})", name="channel"),

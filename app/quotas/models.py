@@ -49,6 +49,7 @@ class Quota(ResourceMixin, Base):
     target_currency: Mapped[str | None] = mapped_column(CHAR(3))
     target_count: Mapped[int | None] = mapped_column(Integer)
     channel: Mapped[str | None] = mapped_column(String(20))
+    external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
     period: Mapped[Any] = deferred(
         mapped_column(
             TSTZRANGE,

@@ -7,6 +7,7 @@ happens once, at the end.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -196,6 +197,56 @@ def _missing_rate(row: Any) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaFigures:
+    """One quota's attainment figures as decimal strings in ``unit`` (see
+    :class:`~app.quotas.schemas.Attainment` for the formulas)."""
+
+    unit: str
+    achieved: str
+    target: str
+    ratio: str
+    elapsed_share: str
+    expected_by_now: str
+    projected: str
+    status: AttainmentStatus
+
+
+def quota_figures(row: Any, as_of: datetime) -> QuotaFigures:
+    """Figures of one row of :func:`repository.achievement_statement` priced in the quota's
+    own currency (needs its quota columns, ``achieved`` and ``missing_rate``) at ``as_of``.
+
+    Money is rounded half-even to the currency's minor unit; counts are exact. Raises
+    Unprocessable when a sale's currency has no FX rate (never a silent 1.0)."""
+    _missing_rate(row)
+    unit = row.target_currency
+    achieved = Decimal(row.achieved)
+    target = (row.target_amount if unit else None) or Decimal(row.target_count or 0)
+    span = (row.period_end - row.period_start).total_seconds()
+    elapsed = min(max(as_of, row.period_start), row.period_end) - row.period_start
+    share = Decimal(elapsed.total_seconds()) / Decimal(span)
+    expected = target * share
+    projected = achieved / share if share > 0 else Decimal(0)
+    if as_of >= row.period_end:
+        status = AttainmentStatus.met if achieved >= target else AttainmentStatus.missed
+    elif achieved >= target:
+        status = AttainmentStatus.met
+    elif achieved >= expected:
+        status = AttainmentStatus.on_track
+    else:
+        status = AttainmentStatus.behind_pace
+    return QuotaFigures(
+        unit=unit or "interactions",
+        achieved=_text(_round(achieved, unit) if unit else achieved),
+        target=_text(_round(target, unit) if unit else target),
+        ratio=_text(_ratio(achieved, target)),
+        elapsed_share=_text(share.quantize(RATIO_PLACES, rounding=ROUND_HALF_EVEN)),
+        expected_by_now=_text(_round(expected, unit)),
+        projected=_text(_round(projected, unit)),
+        status=status,
+    )
+
+
 async def attainment(
     session: AsyncSession,
     principal: Principal,
@@ -211,23 +262,8 @@ async def attainment(
     quota = await repository.get(session, principal, quota_id)
     tz = settings.org.time_zone
     row = await repository.achievement_of(session, quota.id, as_of, tz)
-    _missing_rate(row)
+    figures = quota_figures(row, as_of)
     unit = quota.target_currency
-    achieved = Decimal(row.achieved)
-    target = (quota.target_amount if unit else None) or Decimal(quota.target_count or 0)
-    span = (quota.period_end - quota.period_start).total_seconds()
-    elapsed = min(max(as_of, quota.period_start), quota.period_end) - quota.period_start
-    share = Decimal(elapsed.total_seconds()) / Decimal(span)
-    expected = target * share
-    projected = achieved / share if share > 0 else Decimal(0)
-    if as_of >= quota.period_end:
-        status = AttainmentStatus.met if achieved >= target else AttainmentStatus.missed
-    elif achieved >= target:
-        status = AttainmentStatus.met
-    elif achieved >= expected:
-        status = AttainmentStatus.on_track
-    else:
-        status = AttainmentStatus.behind_pace
     records, cursor = await repository.counted_records(session, quota, as_of, tz, page)
     counted = [
         CountedRecord(
@@ -250,13 +286,13 @@ async def attainment(
         period_start=quota.period_start,
         period_end=quota.period_end,
         as_of=as_of,
-        achieved=_text(_round(achieved, unit) if unit else achieved),
-        target=_text(_round(target, unit) if unit else target),
-        ratio=_text(_ratio(achieved, target)),
-        elapsed_share=_text(share.quantize(RATIO_PLACES, rounding=ROUND_HALF_EVEN)),
-        expected_by_now=_text(_round(expected, unit)),
-        projected=_text(_round(projected, unit)),
-        status=status,
+        achieved=figures.achieved,
+        target=figures.target,
+        ratio=figures.ratio,
+        elapsed_share=figures.elapsed_share,
+        expected_by_now=figures.expected_by_now,
+        projected=figures.projected,
+        status=figures.status,
         records=counted,
         next_cursor=cursor,
     )
