@@ -54,6 +54,9 @@ def serve(
         bool | None,
         typer.Option(help="Migrate to head first (default: yes on embedded, MIGRATE_ON_START)."),
     ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Fill an empty database with a demo organisation.")
+    ] = False,
 ) -> None:
     """Serve the API. Without DATABASE_URL, start the embedded Postgres first."""
     settings = get_settings()
@@ -72,6 +75,15 @@ def serve(
     try:
         if migrate:
             _upgrade(url)
+        if demo:
+            from app.demo import seed_database
+
+            seeded = asyncio.run(seed_database(settings, url))
+            typer.echo(
+                "Demo organisation created."
+                if seeded
+                else "The database already has clients: --demo added nothing."
+            )
         from app.main import create_app
 
         bind_host, bind_port = host or settings.host, port or settings.port

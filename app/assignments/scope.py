@@ -47,9 +47,10 @@ def manager_scope(principal: Principal) -> Select[Any] | None:
     return select(literal(me, Uuid).label("id"))
 
 
-def client_scope(principal: Principal) -> Select[Any] | None:
-    """Client ids the caller may see, or ``None`` for all."""
-    managers = manager_scope(principal)
+def client_scope(principal: Principal, managers: Select[Any] | None = None) -> Select[Any] | None:
+    """Client ids the caller may see, or ``None`` for all (``managers``: the caller's
+    manager scope when already built, so one statement holds one team CTE)."""
+    managers = managers if managers is not None else manager_scope(principal)
     if managers is None:
         return None
     return select(Assignment.client_id).where(
@@ -71,6 +72,9 @@ def managers_visible(principal: Principal, manager_id: Any) -> ColumnElement[boo
 
 def either_visible(principal: Principal, client_id: Any, manager_id: Any) -> ColumnElement[bool]:
     """A record about a client or a manager: visible when either one is in scope."""
-    if principal.has_any(UNRESTRICTED):
+    managers = manager_scope(principal)
+    if managers is None:
         return literal(True)
-    return or_(clients_visible(principal, client_id), managers_visible(principal, manager_id))
+    clients = client_scope(principal, managers)
+    assert clients is not None
+    return or_(client_id.in_(clients), manager_id.in_(managers))
