@@ -31,6 +31,7 @@ from app.imports import sql
 from app.imports.formats import Column, fits_currency, formats
 
 BATCH_ROWS = 5_000
+MAX_CELL = 1 << 20  # a longer cell ends the file with a clear error
 MAX_REPORTED = 1_000
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -41,18 +42,21 @@ class Resource:
     upsert: str
     after: list[str] = field(default_factory=list)
     history: str | None = None
+    pairs: str | None = None
 
 
 RESOURCES: dict[str, Resource] = {
     "managers": Resource(sql.MANAGERS_CHECKS, sql.MANAGERS_UPSERT, [sql.MANAGERS_AFTER]),
     "clients": Resource(sql.CLIENTS_CHECKS, sql.CLIENTS_UPSERT, [sql.CLIENTS_AFTER]),
-    "assignments": Resource(sql.ASSIGNMENTS_CHECKS, sql.ASSIGNMENTS_UPSERT),
+    "assignments": Resource(
+        sql.ASSIGNMENTS_CHECKS, sql.ASSIGNMENTS_UPSERT, pairs=sql.ASSIGNMENTS_PAIRS
+    ),
     "interactions": Resource(sql.INTERACTIONS_CHECKS, sql.INTERACTIONS_UPSERT),
     "complaints": Resource(
         sql.COMPLAINTS_CHECKS, sql.COMPLAINTS_UPSERT, history=sql.COMPLAINTS_HISTORY
     ),
     "sales": Resource(sql.SALES_CHECKS, sql.SALES_UPSERT),
-    "quotas": Resource(sql.QUOTAS_CHECKS, sql.QUOTAS_UPSERT),
+    "quotas": Resource(sql.QUOTAS_CHECKS, sql.QUOTAS_UPSERT, pairs=sql.QUOTAS_PAIRS),
 }
 EXTRA_COLUMNS = (
     ("client_id", "uuid"),
@@ -131,6 +135,7 @@ def _records(
 ) -> Iterator[tuple[Any, ...]]:
     """Parse the file record by record into staging tuples (row_no, error, values...).
     UTF-8 with or without BOM; CRLF, LF and newlines inside quoted cells."""
+    csv.field_size_limit(MAX_CELL)
     reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
     try:
         header = [h.strip().lower() for h in next(reader)]
@@ -154,13 +159,14 @@ def _records(
         for cells in reader:
             row_no += 1
             if not any(cell.strip() for cell in cells):
-                row_no -= 1  # blank line: not a row
-                continue
+                continue  # a blank line: no row, but it keeps its number
             values: dict[str, Any] = {name: None for name in names}
             values.update(period_start=None, period_end=None)
             error = None
             if len(cells) != len(header):
                 error = f"has {len(cells)} cells, the header has {len(header)}"
+            elif any("\x00" in cell for cell in cells):
+                error = "contains a NUL character"
             else:
                 for column in columns:
                     raw = cells[index[column.name]].strip() if column.name in index else ""
@@ -192,6 +198,8 @@ def _records(
                 )
     except UnicodeDecodeError as exc:
         raise Unprocessable(f"Row {row_no + 1} is not valid UTF-8.") from exc
+    except csv.Error as exc:
+        raise Unprocessable(f"Row {row_no + 1} cannot be read as CSV: {exc}.") from exc
 
 
 async def _stage(
@@ -229,18 +237,27 @@ async def _stage(
     return count
 
 
-async def _bisect(
-    conn: AsyncConnection, statement: str, binds: dict[str, Any], lo: int, hi: int
+async def _write(conn: AsyncConnection, spec: Resource, binds: dict[str, Any]) -> list[Any]:
+    """The upsert and the after-steps for the rows ``in_batch``; ``(id, created)`` rows."""
+    rows = [(r.id, r.created) for r in (await conn.execute(text(spec.upsert), binds)).all()]
+    for statement in spec.after:
+        rows += [(r.id, False) for r in (await conn.execute(text(statement), binds)).all()]
+    return rows
+
+
+async def _apply(
+    conn: AsyncConnection, spec: Resource, binds: dict[str, Any], lo: int, hi: int
 ) -> list[Any]:
-    """Run ``statement`` for rows ``lo..hi``; on a refusal split until the refused row is
-    found and marked, so the other rows still go in."""
+    """Write rows ``lo..hi`` in one savepoint; when the database refuses, split the range
+    until the refused row is found and marked, so nothing of it stays and the others go
+    in. (A parent or lead named by a row of a later half is linked by the final pass.)"""
     await conn.execute(
         text("UPDATE import_rows SET in_batch = (row_no BETWEEN :lo AND :hi)"),
         {"lo": lo, "hi": hi},
     )
     savepoint = await conn.begin_nested()
     try:
-        rows = list((await conn.execute(text(statement), binds)).all())
+        rows = await _write(conn, spec, binds)
         await savepoint.commit()
         return rows
     except DBAPIError as exc:
@@ -257,22 +274,27 @@ async def _bisect(
             )
             return []
         mid = (lo + hi) // 2
-        return await _bisect(conn, statement, binds, lo, mid) + await _bisect(
-            conn, statement, binds, mid + 1, hi
+        return await _apply(conn, spec, binds, lo, mid) + await _apply(
+            conn, spec, binds, mid + 1, hi
         )
 
 
-async def _run(
-    conn: AsyncConnection, statement: str, binds: dict[str, Any], last_row: int
-) -> list[Any]:
-    savepoint = await conn.begin_nested()
-    try:
-        rows = list((await conn.execute(text(statement), binds)).all())
-        await savepoint.commit()
-        return rows
-    except DBAPIError:
-        await savepoint.rollback()
-        return await _bisect(conn, statement, binds, 2, last_row)
+async def _resolve_pairs(conn: AsyncConnection, statement: str) -> None:
+    """Refuse, in row order, each row that conflicts with an earlier row that went in."""
+    pairs = (await conn.execute(text(statement))).all()
+    if not pairs:
+        return
+    refused: dict[int, str] = {}
+    for earlier, later, reason in sorted(pairs, key=lambda p: (p[1], p[0])):
+        if later not in refused and earlier not in refused:
+            refused[later] = reason
+    await conn.execute(
+        text(
+            "UPDATE import_rows r SET error = v.reason FROM unnest(CAST(:rows AS int[]),"
+            " CAST(:reasons AS text[])) AS v(row_no, reason) WHERE r.row_no = v.row_no"
+        ),
+        {"rows": list(refused), "reasons": list(refused.values())},
+    )
 
 
 async def run_import(
@@ -309,17 +331,27 @@ async def run_import(
         "request_id": request_id,
         "import_id": import_id,
     }
+    if spec.pairs:
+        await _resolve_pairs(conn, spec.pairs)
     savepoint = await conn.begin_nested()
-    last_row = report.rows + 1
-    upserted = await _run(conn, spec.upsert, binds, last_row)
-    created = {r.id for r in upserted if r.created}
-    updated = {r.id for r in upserted if not r.created}
-    await conn.execute(text("UPDATE import_rows SET in_batch = true"))
-    for statement in spec.after:
-        for row in await _run(conn, statement, {"actor": actor}, last_row):
-            if row.id not in created:
-                updated.add(row.id)
-        await conn.execute(text("UPDATE import_rows SET in_batch = true"))
+    last_row = (
+        await conn.execute(text("SELECT coalesce(max(row_no), 1) FROM import_rows"))
+    ).scalar_one()
+    written = await _apply(conn, spec, binds, 2, last_row)
+    if spec.after:
+        # Links to rows that a split wrote in a later half; without a split this changes
+        # nothing. A refusal here leaves those links unset (the rows themselves are in).
+        await conn.execute(text("UPDATE import_rows SET in_batch = (error IS NULL)"))
+        final = await conn.begin_nested()
+        try:
+            for statement in spec.after:
+                rows = (await conn.execute(text(statement), binds)).all()
+                written += [(r.id, False) for r in rows]
+            await final.commit()
+        except DBAPIError:
+            await final.rollback()
+    created = {row_id for row_id, is_new in written if is_new}
+    updated = {row_id for row_id, is_new in written if not is_new} - created
     if spec.history and created:
         await conn.execute(text(spec.history), {"actor": actor, "ids": list(created)})
     report.created, report.updated = len(created), len(updated)

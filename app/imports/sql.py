@@ -33,6 +33,32 @@ def _ref_in_db_or_file(ref: str, table: str, what: str) -> str:
     )
 
 
+def _no_cycle(table: str, ref: str, fk: str, what: str) -> str:
+    """Refuse file rows whose ``ref`` (lead, parent) would close a cycle, judged on the
+    hierarchy as it will be: the file's links for its rows, the stored links for the
+    rest (a node is its external_ref, or its id when it has none)."""
+    return f"""
+WITH RECURSIVE nodes AS (
+    SELECT 'ref:' || r.external_ref AS node, 'ref:' || r.{ref} AS up
+    FROM import_rows r WHERE r.error IS NULL
+    UNION ALL
+    SELECT coalesce('ref:' || t.external_ref, 'id:' || t.id),
+           coalesce('ref:' || p.external_ref, 'id:' || p.id)
+    FROM {table} t LEFT JOIN {table} p ON p.id = t.{fk}
+    WHERE NOT EXISTS (SELECT 1 FROM import_rows r
+                      WHERE r.error IS NULL AND r.external_ref = t.external_ref)),
+walk(start, here, seen) AS (
+    SELECT n.node, n.up, ARRAY[n.node] FROM nodes n
+    WHERE n.up IS NOT NULL AND n.node IN (SELECT 'ref:' || external_ref FROM import_rows
+                                          WHERE error IS NULL AND {ref} IS NOT NULL)
+    UNION ALL
+    SELECT w.start, n.up, w.seen || n.node FROM walk w JOIN nodes n ON n.node = w.here
+    WHERE n.up IS NOT NULL AND NOT n.node = ANY(w.seen) AND cardinality(w.seen) < 10000)
+UPDATE import_rows r SET error = '{ref} ' || r.{ref} || ' would make the {what} hierarchy a cycle'
+WHERE r.error IS NULL AND 'ref:' || r.external_ref IN (SELECT start FROM walk WHERE here = start)
+"""
+
+
 DUPLICATES = (
     "UPDATE import_rows r SET error = 'external_ref ' || r.external_ref || ' repeats row '"
     " || d.first FROM (SELECT external_ref, min(row_no) AS first FROM import_rows"
@@ -45,7 +71,7 @@ _AUDIT = """
     INSERT INTO audit_events (actor, roles, source, request_id, resource, resource_id,
                               action, client_id, changes)
     SELECT :actor, CAST(:roles AS text[]), 'import', :request_id, '{table}', u.id::text,
-           CASE WHEN u.created THEN 'create' ELSE 'update' END, {client},
+           CASE WHEN u.created THEN 'create' ELSE 'update' END, u.client_id,
            jsonb_build_object('import_row', jsonb_build_array(NULL, u.row_no),
                               'import_id', jsonb_build_array(NULL, CAST(:import_id AS text)))
     FROM joined u)
@@ -64,15 +90,17 @@ def _upsert(table: str, columns: list[str], select: str, updatable: list[str], c
         f" ON CONFLICT (external_ref) DO UPDATE SET {sets}, version = {table}.version + 1,"
         f" updated_at = now(), updated_by = EXCLUDED.updated_by"
         f" WHERE ({old}) IS DISTINCT FROM ({new})"
-        f" RETURNING {table}.id, (xmax = 0) AS created, {table}.external_ref)"
-        ", joined AS (SELECT u.id, u.created, r.row_no, u.external_ref FROM upserted u"
+        f" RETURNING {table}.id, (xmax = 0) AS created, {table}.external_ref,"
+        f" {client} AS client_id)"
+        ", joined AS (SELECT u.id, u.created, r.row_no, u.external_ref, u.client_id"
+        " FROM upserted u"
         " JOIN import_rows r ON r.external_ref = u.external_ref AND r.error IS NULL"
         " AND r.in_batch)"
         + _AUDIT.replace("FROM upserted u", "FROM joined u")
         .replace(
             "SELECT id, created, row_no FROM upserted", "SELECT id, created, row_no FROM joined"
         )
-        .format(table=table, client=client)
+        .format(table=table)
     )
 
 
@@ -82,6 +110,7 @@ MANAGERS_CHECKS = [
     f"UPDATE import_rows r SET error = 'reports_to_ref cannot be the manager itself'"
     f" WHERE {OK} AND r.reports_to_ref = r.external_ref",
     _ref_in_db_or_file("reports_to_ref", "managers", "manager"),
+    _no_cycle("managers", "reports_to_ref", "reports_to_id", "manager"),
     "UPDATE import_rows r SET error = 'email ' || r.email || ' is used by manager '"
     " || coalesce(m.external_ref, m.id::text) FROM managers m"
     f" WHERE {OK} AND lower(m.email) = lower(r.email)"
@@ -112,6 +141,7 @@ CLIENTS_CHECKS = [
     f"UPDATE import_rows r SET error = 'parent_ref cannot be the client itself'"
     f" WHERE {OK} AND r.parent_ref = r.external_ref",
     _ref_in_db_or_file("parent_ref", "clients", "client"),
+    _no_cycle("clients", "parent_ref", "parent_id", "account"),
 ]
 CLIENTS_UPSERT = _upsert(
     "clients",
@@ -147,7 +177,7 @@ CLIENTS_UPSERT = _upsert(
         "annual_value_amount",
         "annual_value_currency",
     ],
-    "u.id",
+    "clients.id",
 )
 CLIENTS_AFTER = (
     "UPDATE clients c SET parent_id = p.id, version = c.version + 1, updated_at = now(),"
@@ -173,19 +203,24 @@ ASSIGNMENTS_CHECKS = [
     f" WHERE {OK} AND x.client_id = r.client_id"
     " AND x.external_ref IS DISTINCT FROM r.external_ref"
     f" AND x.period && tstzrange(r.starts_at, r.ends_at, '[)') AND {_OVERLAP}",
-    "UPDATE import_rows r SET error = 'overlaps the ' || x.role || ' assignment of row '"
-    " || x.row_no FROM import_rows x"
-    f" WHERE {OK} AND x.error IS NULL AND x.row_no < r.row_no AND x.client_id = r.client_id"
-    " AND tstzrange(x.starts_at, x.ends_at, '[)') && tstzrange(r.starts_at, r.ends_at, '[)')"
-    f" AND {_OVERLAP}",
 ]
+# Pairs of rows of the file that cannot both go in (earlier, later, reason); resolved in
+# row order by the engine, so a row is only refused for a row that was accepted.
+ASSIGNMENTS_PAIRS = (
+    "SELECT x.row_no, r.row_no, 'overlaps the ' || x.role || ' assignment of row ' || x.row_no"
+    " FROM import_rows r JOIN import_rows x ON x.client_id = r.client_id"
+    " AND x.row_no < r.row_no"
+    f" WHERE {OK} AND x.error IS NULL"
+    " AND tstzrange(x.starts_at, x.ends_at, '[)') && tstzrange(r.starts_at, r.ends_at, '[)')"
+    f" AND {_OVERLAP}"
+)
 ASSIGNMENTS_UPSERT = _upsert(
     "assignments",
     ["id", "external_ref", "client_id", "manager_id", "role", "starts_at", "ends_at", "reason"],
     "SELECT gen_random_uuid(), r.external_ref, r.client_id, r.manager_id, r.role,"
     f" r.starts_at, r.ends_at, r.reason, 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
     ["client_id", "manager_id", "role", "starts_at", "ends_at", "reason"],
-    "(SELECT client_id FROM assignments WHERE id = u.id)",
+    "assignments.client_id",
 )
 
 INTERACTIONS_CHECKS = [
@@ -221,7 +256,7 @@ INTERACTIONS_UPSERT = _upsert(
         "notes",
         "sentiment",
     ],
-    "(SELECT client_id FROM interactions WHERE id = u.id)",
+    "interactions.client_id",
 )
 
 COMPLAINTS_CHECKS = [
@@ -268,7 +303,7 @@ COMPLAINTS_UPSERT = _upsert(
     " ORDER BY a.role = 'cover' DESC LIMIT 1),"
     f" 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
     ["title", "description", "category", "severity"],
-    "(SELECT client_id FROM complaints WHERE id = u.id)",
+    "complaints.client_id",
 )
 COMPLAINTS_HISTORY = (
     "INSERT INTO complaint_transitions (id, complaint_id, client_id, from_status, to_status,"
@@ -309,7 +344,7 @@ SALES_UPSERT = _upsert(
     "SELECT gen_random_uuid(), r.external_ref, r.client_id, r.amount, r.currency, r.closed_at,"
     f" r.kind, r.product, r.manager_id, 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
     ["client_id", "amount", "currency", "closed_at", "kind", "product", "credited_manager_id"],
-    "(SELECT client_id FROM sales WHERE id = u.id)",
+    "sales.client_id",
 )
 
 QUOTAS_CHECKS = [
@@ -318,12 +353,14 @@ QUOTAS_CHECKS = [
     f" FROM quotas q WHERE {OK} AND q.manager_id = r.manager_id AND q.metric = r.metric"
     " AND q.external_ref IS DISTINCT FROM r.external_ref"
     " AND q.period && tstzrange(r.period_start, r.period_end, '[)')",
-    "UPDATE import_rows r SET error = 'overlaps the quota of row ' || x.row_no"
-    f" FROM import_rows x WHERE {OK} AND x.error IS NULL AND x.row_no < r.row_no"
-    " AND x.manager_id = r.manager_id AND x.metric = r.metric"
-    " AND tstzrange(x.period_start, x.period_end, '[)')"
-    " && tstzrange(r.period_start, r.period_end, '[)')",
 ]
+QUOTAS_PAIRS = (
+    "SELECT x.row_no, r.row_no, 'overlaps the quota of row ' || x.row_no"
+    " FROM import_rows r JOIN import_rows x ON x.manager_id = r.manager_id"
+    " AND x.metric = r.metric AND x.row_no < r.row_no"
+    f" WHERE {OK} AND x.error IS NULL AND tstzrange(x.period_start, x.period_end, '[)')"
+    " && tstzrange(r.period_start, r.period_end, '[)')"
+)
 QUOTAS_UPSERT = _upsert(
     "quotas",
     [
