@@ -11,11 +11,15 @@ from fastapi.openapi.utils import get_openapi
 from app.core.errors import ERROR_DESCRIPTIONS, PROBLEM_JSON
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# FastAPI answers 400 when a request body cannot be read at all (JSON that is not UTF-8,
+# an unparsable multipart body); a body that parses but is invalid is a 422.
+DESCRIPTIONS = {400: "Malformed request body", **ERROR_DESCRIPTIONS}
 
 
 def finish_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with every error response as ``application/problem+json``
-    (``Problem``), 401 on every authenticated operation and 422 wherever input is read."""
+    (``Problem``), 401 on every authenticated operation, 422 wherever input is read and
+    400 wherever a request body is read."""
     if app.openapi_schema:
         return app.openapi_schema
     spec = get_openapi(
@@ -34,11 +38,13 @@ def finish_openapi(app: FastAPI) -> dict[str, Any]:
                 responses.setdefault("401", {})
             if takes_input:
                 responses.setdefault("422", {})
+            if operation.get("requestBody"):
+                responses.setdefault("400", {})
             if path.startswith("/health/ready"):
                 responses.setdefault("503", {})
             for status, response in responses.items():
                 if status.startswith(("4", "5")):
-                    response["description"] = ERROR_DESCRIPTIONS.get(int(status), "Error")
+                    response["description"] = DESCRIPTIONS.get(int(status), "Error")
                     response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import aliased
 
 from app.assignments.models import Assignment, AssignmentRole
 from app.assignments.schemas import AssignmentFilters, BookQuery
-from app.assignments.scope import either_visible
+from app.assignments.scope import clients_visible, either_visible
 from app.clients.models import Client
 from app.core.auth import Principal
 from app.core.errors import NotFound
@@ -161,7 +161,7 @@ def responsible_condition(at: datetime | ColumnElement[Any]) -> ColumnElement[bo
 
 
 def book_statement(
-    manager_id: uuid.UUID, at: datetime, query: BookQuery
+    manager_id: uuid.UUID, at: datetime, query: BookQuery, principal: Principal | None = None
 ) -> Select[Assignment, Client]:
     """The one statement behind :func:`book_page`: ``limit + 1`` rows of the clients
     ``manager_id`` is responsible for at ``at``, after ``query.cursor``."""
@@ -170,6 +170,8 @@ def book_statement(
         .join(Client, Client.id == Assignment.client_id)
         .where(Assignment.manager_id == manager_id, responsible_condition(at))
     )
+    if principal is not None:
+        stmt = stmt.where(clients_visible(principal, Client.id))
     if query.cursor:
         stmt = stmt.where(
             tuple_(Client.created_at, Client.id) > tuple_(*decode_cursor(query.cursor))
@@ -178,11 +180,15 @@ def book_statement(
 
 
 async def book_page(
-    session: AsyncSession, manager_id: uuid.UUID, at: datetime, query: BookQuery
+    session: AsyncSession,
+    manager_id: uuid.UUID,
+    at: datetime,
+    query: BookQuery,
+    principal: Principal | None = None,
 ) -> tuple[list[tuple[Assignment, Client]], str | None]:
     """One page of the clients ``manager_id`` is responsible for at ``at``, ordered by
     the client's ``(created_at, id)``; one statement (gist index on manager and period)."""
-    stmt = book_statement(manager_id, at, query)
+    stmt = book_statement(manager_id, at, query, principal)
     rows = [(a, c) for a, c in (await session.execute(stmt)).all()]
     page = rows[: query.limit]
     cursor = None

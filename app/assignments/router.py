@@ -197,7 +197,7 @@ async def get_book_of_business(
     00:00 of that day in the organisation's time zone; default now), each with the role."""
     await managers_repository.get(session, principal, manager_id)
     at = as_instant(query.as_of, request.app.state.settings.org.time_zone)
-    rows, cursor = await repository.book_page(session, manager_id, at, query)
+    rows, cursor = await repository.book_page(session, manager_id, at, query, principal)
     return BookPage(
         items=[
             BookEntry(

@@ -22,6 +22,7 @@ from app.core.auth import Principal, Role
 from app.managers.models import Manager
 
 UNRESTRICTED = frozenset({Role.admin, Role.viewer, Role.service})
+MANAGER_ROLES = frozenset({Role.account_manager, Role.sales_manager})
 
 
 def team_ids(manager_id: uuid.UUID) -> Select[Any]:
@@ -35,9 +36,17 @@ def team_ids(manager_id: uuid.UUID) -> Select[Any]:
     return select(team.c.id)
 
 
+def unrestricted(principal: Principal) -> bool:
+    """Admins see everything; so do pure readers (viewer, service). A manager role with a
+    reader role keeps its manager scope, so adding a reader role never widens writes."""
+    if Role.admin in principal.roles:
+        return True
+    return principal.has_any(UNRESTRICTED) and not principal.has_any(MANAGER_ROLES)
+
+
 def manager_scope(principal: Principal) -> Select[Any] | None:
     """Manager ids the caller may see, or ``None`` for all."""
-    if principal.has_any(UNRESTRICTED):
+    if unrestricted(principal):
         return None
     me = principal.manager_id
     if me is None:

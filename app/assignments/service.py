@@ -27,10 +27,11 @@ from app.assignments.schemas import (
 )
 from app.assignments.scope import managers_visible
 from app.audit.listener import audit_objects
+from app.clients import repository as clients_repository
 from app.clients.models import Client
 from app.core.auth import Principal
 from app.core.crud import apply_changes, new_row
-from app.core.errors import Conflict, NotFound, Unprocessable, register_constraint
+from app.core.errors import Conflict, Unprocessable, register_constraint
 from app.core.http import check_if_match
 from app.managers import repository as managers_repository
 from app.managers.models import Manager
@@ -252,9 +253,7 @@ async def handover(
         Conflict: the manager is already primary, a concurrent handover won, or the new
             primary would overlap another assignment.
     """
-    client = await session.get(Client, client_id)
-    if client is None:
-        raise NotFound(f"Client {client_id} was not found.")
+    client = await clients_repository.get(session, principal, client_id)
     if client.archived_at is not None:
         raise Unprocessable(f"Client {client_id} is archived.")
     await _usable_manager(session, data.to_manager_id, "body.to_manager_id", principal)

@@ -69,8 +69,9 @@ def _columns(obj: Any) -> list[str]:
 
 
 def _identity(obj: Any) -> str:
-    key = inspect(obj).identity
-    return ",".join(str(k) for k in key) if key else ""
+    # New rows have no identity yet inside after_flush; their primary key is set.
+    key = inspect(obj).mapper.primary_key_from_instance(obj)
+    return ",".join(str(k) for k in key if k is not None)
 
 
 def _client_of(obj: Any) -> Any:

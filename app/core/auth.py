@@ -93,7 +93,13 @@ class JwksCache:
         response = await self._http.get(self.url)
         response.raise_for_status()
         keys: dict[str, jwt.PyJWK] = {}
-        for data in response.json().get("keys", []):
+        document = response.json()
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("the JWKS has no list of keys")
+        for data in entries:
+            if not isinstance(data, dict):
+                continue
             try:
                 keys[str(data.get("kid", ""))] = jwt.PyJWK(data)
             except (jwt.PyJWKError, jwt.InvalidKeyError):
@@ -109,7 +115,7 @@ class JwksCache:
             if age > self.ttl_s or (not known and age > JWKS_MIN_REFRESH_S):
                 try:
                     await self._refresh()
-                except (httpx.HTTPError, ValueError) as exc:
+                except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
                     if not self._keys:
                         raise Unauthorized("The identity provider's keys are unavailable.") from exc
         if kid is None:
@@ -138,6 +144,8 @@ async def verify_token(settings: Settings, token: str, jwks: JwksCache | None) -
     key = await jwks.key(kid if isinstance(kid, str) else None)
     if key is None:
         raise Unauthorized("The token's signing key is unknown.")
+    if key.algorithm_name != algorithm:
+        raise Unauthorized("The token's algorithm does not match its key.")
     return decode_token(settings, token, key=key.key, algorithms=[str(algorithm)])
 
 

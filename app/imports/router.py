@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
+from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, BackgroundTasks, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import Field
@@ -117,7 +118,7 @@ async def create_import(
         actor=principal.subject,
         roles=sorted(r.value for r in principal.roles),
         source="import",
-        request_id=request.headers.get("X-Request-ID"),
+        request_id=correlation_id.get(),
     )
     background.add_task(
         _process,

@@ -217,6 +217,7 @@ async def team_achievements(
     as_of: datetime,
     currency: str,
     time_zone: str,
+    principal: Principal | None = None,
 ) -> list[Any]:
     """Every quota inside ``[start, end)`` of the manager and everyone reporting to them
     (recursively), with its achievement in ``currency`` and the member's depth."""
@@ -232,6 +233,7 @@ async def team_achievements(
         select(*quota_columns(), team.c.depth)
         .join(team, team.c.id == Quota.manager_id)
         .where(Quota.period_start >= start, Quota.period_end <= end)
+        .where(managers_visible(principal, Quota.manager_id) if principal else literal(True))
         .subquery("quotas")
     )
     stmt = achievement_statement(quotas, literal(currency), as_of, time_zone)

@@ -141,5 +141,5 @@ async def get_team_attainment(
     as_of = as_instant(query.as_of, settings.org.time_zone)
     currency = query.currency or settings.org.currency
     return await service.team_attainment(
-        session, settings, manager_id, query.period, as_of, currency
+        session, settings, manager_id, query.period, as_of, currency, principal
     )

@@ -305,6 +305,7 @@ async def team_attainment(
     period_label: str,
     as_of: datetime,
     currency: str,
+    principal: Principal | None = None,
 ) -> TeamAttainment:
     """Roll-up of every quota inside the period of the manager and all reports
     (recursively). Raises Unprocessable for an unknown period or a missing FX rate."""
@@ -313,7 +314,14 @@ async def team_attainment(
     except ValueError as exc:
         raise Unprocessable.field("query.period", str(exc)) from exc
     rows = await repository.team_achievements(
-        session, manager_id, period.start, period.end, as_of, currency, settings.org.time_zone
+        session,
+        manager_id,
+        period.start,
+        period.end,
+        as_of,
+        currency,
+        settings.org.time_zone,
+        principal=principal,
     )
     members: list[MemberAttainment] = []
     totals: dict[Metric, tuple[Decimal, Decimal, int]] = {}

@@ -299,9 +299,9 @@ events AS (
     FROM reopened),
 audited AS (
     INSERT INTO audit_events (actor, roles, source, resource, resource_id, action, client_id,
-                              changes)
-    SELECT :actor, ARRAY[]::text[], 'rule_run', 'flags', id::text, 'update', client_id,
-           jsonb_build_object('status', jsonb_build_array('snoozed', 'open'))
+                              changes, request_id)
+    SELECT :actor, CAST(:roles AS text[]), 'rule_run', 'flags', id::text, 'update', client_id,
+           jsonb_build_object('status', jsonb_build_array('snoozed', 'open')), :request_id
     FROM reopened),
 changed AS (INSERT INTO rule_changed_clients SELECT client_id FROM reopened
     WHERE client_id IS NOT NULL)
@@ -328,9 +328,9 @@ events AS (
     FROM resolved),
 audited AS (
     INSERT INTO audit_events (actor, roles, source, resource, resource_id, action, client_id,
-                              changes)
-    SELECT :actor, ARRAY[]::text[], 'rule_run', 'flags', id::text, 'update', client_id,
-           jsonb_build_object('status', jsonb_build_array(old_status, 'resolved'))
+                              changes, request_id)
+    SELECT :actor, CAST(:roles AS text[]), 'rule_run', 'flags', id::text, 'update', client_id,
+           jsonb_build_object('status', jsonb_build_array(old_status, 'resolved')), :request_id
     FROM resolved),
 changed AS (INSERT INTO rule_changed_clients SELECT client_id FROM resolved
     WHERE client_id IS NOT NULL)
@@ -357,10 +357,10 @@ events AS (
     FROM raised),
 audited AS (
     INSERT INTO audit_events (actor, roles, source, resource, resource_id, action, client_id,
-                              changes)
-    SELECT :actor, ARRAY[]::text[], 'rule_run', 'flags', id::text, 'create', client_id,
+                              changes, request_id)
+    SELECT :actor, CAST(:roles AS text[]), 'rule_run', 'flags', id::text, 'create', client_id,
            jsonb_build_object('status', jsonb_build_array(NULL, 'open'),
-                              'rule_key', jsonb_build_array(NULL, rule_key))
+                              'rule_key', jsonb_build_array(NULL, rule_key)), :request_id
     FROM raised),
 changed AS (INSERT INTO rule_changed_clients SELECT client_id FROM raised
     WHERE client_id IS NOT NULL)
@@ -388,11 +388,20 @@ async def _apply(
     evaluated: list[str],
     outcome: RunOutcome,
     actor: str,
+    roles: list[str],
+    request_id: str | None,
 ) -> None:
     await conn.execute(
         text("CREATE TEMP TABLE rule_changed_clients (client_id uuid) ON COMMIT DROP")
     )
-    binds = {"as_of": as_of, "run_id": run_id, "rule_keys": evaluated, "actor": actor}
+    binds = {
+        "as_of": as_of,
+        "run_id": run_id,
+        "rule_keys": evaluated,
+        "actor": actor,
+        "roles": roles,
+        "request_id": request_id,
+    }
     for name, sql in (
         ("reopened", _APPLY_REOPEN),
         ("resolved", _APPLY_RESOLVE),
@@ -417,6 +426,8 @@ async def run_rules(
     actor: str,
     wait: bool,
     statement_timeout_ms: int,
+    roles: list[str] | None = None,
+    request_id: str | None = None,
 ) -> RuleRun:
     """Evaluate every enabled rule at ``as_of`` (default now) and record the run, in the
     session's transaction.
@@ -455,7 +466,7 @@ async def run_rules(
     await session.flush()
     await _prepare_facts(conn, configs, as_of, time_zone)
     evaluated = await _match(conn, configs, as_of, _today(as_of, time_zone), outcome)
-    await _apply(conn, run.id, as_of, evaluated, outcome, actor)
+    await _apply(conn, run.id, as_of, evaluated, outcome, actor, roles or [], request_id)
     run.raised = outcome.total("raised")
     run.resolved = outcome.total("resolved")
     run.reopened = outcome.total("reopened")

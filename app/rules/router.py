@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
+from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -123,6 +124,8 @@ async def create_rule_run(
             actor=principal.subject,
             wait=False,
             statement_timeout_ms=settings.rules.statement_timeout_ms,
+            roles=sorted(r.value for r in principal.roles),
+            request_id=correlation_id.get(),
         )
         return RuleRunRead.model_validate(run)
 
