@@ -1,12 +1,12 @@
 # ruff: noqa: E402
-"""The bare baseline of ``bench/http.py``: one FastAPI endpoint, one raw asyncpg fetch.
+"""The bare baseline of ``bench/http_load.py``: one FastAPI endpoint, one raw asyncpg fetch.
 
 ``GET /clients/{id}`` fetches a client row by primary key from an asyncpg pool (created
 at startup, as many connections as the service's SQLAlchemy pool may open) and returns it
 as JSON; no auth, no middleware, no ORM, no response model. ``GET /health/live`` answers
 ``{"status": "ok"}`` without touching the database.
 
-Run by ``bench/http.py`` as ``.venv/bin/python bench/baseline_app.py --port P`` with
+Run by ``bench/http_load.py`` as ``.venv/bin/python bench/baseline_app.py --port P`` with
 ``DATABASE_URL`` set; it is served exactly as ``ams serve`` serves the service (one
 process, ``uvicorn.Server(...).serve()`` under ``asyncio.run``, ``log_config=None``,
 ``proxy_headers=True``), so the ratio of the two measures the service's own work.

@@ -26,6 +26,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,7 +146,7 @@ def achievement_statement(
             ).label("missing_rate"),
         )
         .select_from(daily)
-        .outerjoin(fx, literal(True))
+        .outerjoin(fx, true())
         .group_by(daily.c.quota_id)
         .subquery("priced")
     )
@@ -183,7 +184,7 @@ def achievement_statement(
         .select_from(quotas)
         .outerjoin(priced, priced.c.quota_id == q.id)
         .outerjoin(counted, counted.c.quota_id == q.id)
-        .outerjoin(target_fx, literal(True))
+        .outerjoin(target_fx, true())
     )
 
 
@@ -264,7 +265,7 @@ async def counted_records(
                 ).label("rate"),
                 fx.c.valid_on.label("rate_valid_on"),
             )
-            .outerjoin(fx, literal(True))
+            .outerjoin(fx, true())
             .where(
                 Sale.credited_manager_id == quota.manager_id,
                 Sale.closed_at >= quota.period_start,

@@ -68,11 +68,16 @@ def rate_lookup(base: Any, quote: Any, on: Any) -> Any:
         select(FxRate.rate.label("rate"), FxRate.valid_on.label("valid_on"))
         .where(FxRate.base == base, FxRate.quote == quote, FxRate.valid_on <= on)
         .correlate_except(FxRate)
+        # one row per arm: a backward scan of uq_fx_rates_base_quote_valid_on
+        .order_by(FxRate.valid_on.desc())
+        .limit(1)
     )
     inverse = (
         select((literal(Decimal(1)) / FxRate.rate).label("rate"), FxRate.valid_on.label("valid_on"))
         .where(FxRate.base == quote, FxRate.quote == base, FxRate.valid_on <= on)
         .correlate_except(FxRate)
+        .order_by(FxRate.valid_on.desc())
+        .limit(1)
     )
     both = union_all(direct, inverse).subquery("fx_candidates")
     return (

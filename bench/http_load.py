@@ -2,7 +2,7 @@
 """HTTP throughput and latency of the service against a bare FastAPI + asyncpg baseline
 (DESIGN §6), over real sockets, one uvicorn worker each.
 
-Run by hand: ``.venv/bin/python bench/http.py`` (``--help`` for the knobs; ``--keep``
+Run by hand: ``.venv/bin/python bench/http_load.py`` (``--help`` for the knobs; ``--keep``
 leaves the database in place, ``--reuse`` benchmarks a kept one without reloading). Needs
 ``wrk`` and ``hey`` (``apt-get install -y wrk hey``).
 
@@ -604,7 +604,7 @@ def request_for(ep: Endpoint, fx: Fixture, i: int) -> tuple[str, str, str | None
 
 
 LUA = r"""
--- wrk script of bench/http.py. Arguments: mode, token, ids file, quota id, search terms.
+-- wrk script of bench/http_load.py. Arguments: mode, token, ids file, quota id, search terms.
 local counter = 0
 function setup(thread)
   counter = counter + 1
