@@ -246,15 +246,21 @@ async def _write(conn: AsyncConnection, spec: Resource, binds: dict[str, Any]) -
 
 
 async def _apply(
-    conn: AsyncConnection, spec: Resource, binds: dict[str, Any], lo: int, hi: int
+    conn: AsyncConnection,
+    spec: Resource,
+    binds: dict[str, Any],
+    lo: int,
+    hi: int,
+    whole: bool = False,
 ) -> list[Any]:
     """Write rows ``lo..hi`` in one savepoint; when the database refuses, split the range
     until the refused row is found and marked, so nothing of it stays and the others go
     in. (A parent or lead named by a row of a later half is linked by the final pass.)"""
-    await conn.execute(
-        text("UPDATE import_rows SET in_batch = (row_no BETWEEN :lo AND :hi)"),
-        {"lo": lo, "hi": hi},
-    )
+    if not whole:  # staged rows start with in_batch = true: the first try needs no UPDATE
+        await conn.execute(
+            text("UPDATE import_rows SET in_batch = (row_no BETWEEN :lo AND :hi)"),
+            {"lo": lo, "hi": hi},
+        )
     savepoint = await conn.begin_nested()
     try:
         rows = await _write(conn, spec, binds)
@@ -337,7 +343,7 @@ async def run_import(
     last_row = (
         await conn.execute(text("SELECT coalesce(max(row_no), 1) FROM import_rows"))
     ).scalar_one()
-    written = await _apply(conn, spec, binds, 2, last_row)
+    written = await _apply(conn, spec, binds, 2, last_row, whole=True)
     if spec.after:
         # Links to rows that a split wrote in a later half; without a split this changes
         # nothing. A refusal here leaves those links unset (the rows themselves are in).
