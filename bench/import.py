@@ -606,10 +606,10 @@ EXEC = re.compile(r"Execution Time: ([\d.]+) ms")
 
 
 async def explain_replay(url: str, path: Path, label: str) -> None:
-    """Stage ``path`` as run_import does, then EXPLAIN ANALYZE the checks, the batch
-    marking and the upsert in order (each changes the staging table like the real run);
-    roll back. Mirrors run_import's sequence for ``sales`` (no pairs, no after-steps, no
-    split): keep it in step when the engine changes."""
+    """Stage ``path`` as run_import does, then EXPLAIN ANALYZE the checks and the upsert
+    in order (each changes the staging table like the real run); roll back. Mirrors
+    run_import's sequence for ``sales`` (no pairs, no after-steps, no split): keep it in
+    step when the engine changes."""
     import app.imports.engine as engine_module
     from app.core.periods import FiscalCalendar
     from app.imports import sql
@@ -642,13 +642,8 @@ async def explain_replay(url: str, path: Path, label: str) -> None:
             total = 0.0
             for statement in (sql.DUPLICATES, *sql.SALES_CHECKS):
                 total += await explain(conn, names[statement], statement, {})
-            # as run_import then does (sales has no pairs and no after-steps): the rows
-            # 2..last are the batch, then the upsert
-            last = (
-                await conn.execute(text("SELECT coalesce(max(row_no), 1) FROM import_rows"))
-            ).scalar_one()
-            batch = "UPDATE import_rows SET in_batch = (row_no BETWEEN :lo AND :hi)"
-            total += await explain(conn, batch, batch, {"lo": 2, "hi": last})
+            # then, as run_import does for sales (no pairs, no after-steps), the upsert of
+            # the whole file: staged rows start with in_batch = true
             total += await explain(conn, names[sql.SALES_UPSERT], sql.SALES_UPSERT, binds)
             size = (
                 await conn.execute(text("SELECT pg_total_relation_size('import_rows')"))

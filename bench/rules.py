@@ -17,11 +17,13 @@ inserted), VACUUM ANALYZEs every table but the empty ones the rule engine writes
 ``vacuum_sql``; ``--analyze-empty-rule-tables`` includes them) and CHECKPOINTs, then
 
 * runs a full evaluation through ``run_rules`` (as the API and the scheduler do: one
-  ``sessionmaker.begin()`` transaction, ``statement_timeout_ms=0``) at ``as_of`` = the
-  data's anchor instant, and prints its wall time (with the commit), the engine's own
-  ``duration_ms``, the three phases (fact tables, matching, apply: the engine's private
-  ``_prepare_facts`` / ``_match`` / ``_apply`` wrapped with a timer while it runs),
-  every SQL statement's time and each rule's ``match_ms``, matches and raised flags;
+  ``sessionmaker.begin()`` transaction, ``statement_timeout_ms=0``) at ``as_of`` = now +
+  10 minutes (as a scheduled run's, now: the engine reads a past ``as_of``'s open
+  complaints from their history instead; both runs must take the same path), and
+  prints its wall time (with the commit), the engine's own ``duration_ms``, the three
+  phases (fact tables, matching, apply: the engine's private ``_prepare_facts`` /
+  ``_match`` / ``_apply`` wrapped with a timer while it runs), every SQL statement's
+  time and each rule's ``match_ms``, matches and raised flags;
 * runs it again at the same ``as_of`` (nothing changes) and prints its time and
   whether it wrote rows (flags, flag_events, client_health_history before and after);
 * at the largest scale, replays the re-run's statements in a transaction that is rolled
@@ -35,7 +37,8 @@ inserted), VACUUM ANALYZEs every table but the empty ones the rule engine writes
 and finally a table of the scales (rows, load, full run, re-run) to show the growth.
 
 The data at scale 1.0 (everything scales linearly except the FX rates), reproducible
-(``setseed``) relative to the anchor (now, to the second, at load time):
+(``setseed``) relative to the anchor (now, to the second, at load time; kept in the
+table ``bench_meta``):
 
 * 2,000 managers; 1,000,000 clients created over five years (the newest 1 % in the
   last 100 days, onboarding, without history), segments 2 % strategic, 8 % key, 20 %
@@ -76,7 +79,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +98,7 @@ from app.rules.engine import run_rules
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_SCALES = (0.25, 0.5, 1.0)
+AS_OF_AHEAD = timedelta(minutes=10)  # both runs finish before as_of is in the past
 # What a run writes (audit_events where the schema has it).
 RULE_TABLES = ("flags", "flag_events", "client_health_history", "audit_events", "rule_runs")
 # Big tables whose secondary indexes (and unreferenced primary keys) are built after
@@ -875,6 +879,7 @@ class Evaluation:
     statements: list[Statement] = field(default_factory=list)
     load_before: float = 0.0  # 1-minute load average of the machine (other work on it)
     load_after: float = 0.0
+    settings: dict[str, str] = field(default_factory=dict)  # the app's connection settings
 
 
 @contextmanager
@@ -924,7 +929,12 @@ async def evaluate(url: str, as_of: datetime) -> Evaluation:
     async with app_engine(url) as engine:
         sessionmaker = create_sessionmaker(engine)
         async with engine.connect() as warm:  # open the pooled connection outside the timing
-            await warm.execute(text("SELECT 1"))
+            settings = {
+                name: value
+                for name, value in await warm.execute(
+                    text("SELECT name, setting FROM pg_settings WHERE source = 'client'")
+                )
+            }
         started: list[float] = []
 
         def before_execute(
@@ -970,6 +980,7 @@ async def evaluate(url: str, as_of: datetime) -> Evaluation:
         statements=statements,
         load_before=load_before,
         load_after=os.getloadavg()[0],
+        settings=settings,
     )
 
 
@@ -1027,21 +1038,24 @@ def engine_statements(ev: Evaluation) -> list[Statement]:
 
 
 async def explain_replay(
-    url: str, statements: list[Statement], preamble: list[str], only: str = ""
+    url: str, ev: Evaluation, preamble: list[str], only: str = ""
 ) -> list[tuple[Statement, list[str]]]:
-    """Replay ``statements`` in a transaction that is rolled back, each DML one (whose
-    label starts with ``only``) under EXPLAIN (ANALYZE, BUFFERS); return every
-    statement's plan (empty when not explained)."""
+    """Replay the run's statements in a transaction that is rolled back, with the app's
+    connection settings (``jit`` …), each DML one (whose label starts with ``only``)
+    under EXPLAIN (ANALYZE, BUFFERS); return every statement's plan (empty when not
+    explained)."""
     conn = await asyncpg.connect(plain(url))
     plans: list[tuple[Statement, list[str]]] = []
     try:
         tr = conn.transaction()
         await tr.start()
         try:
+            for name, value in ev.settings.items():
+                await conn.execute("SELECT set_config($1, $2, true)", name, value)
             await conn.execute("SET LOCAL statement_timeout = 0")
             for sql in preamble:
                 await conn.execute(sql)
-            for s in statements:
+            for s in engine_statements(ev):
                 if explainable(s) and s.label.startswith(only):
                     rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {s.sql}", *s.params)
                     plans.append((s, [str(r[0]) for r in rows]))
@@ -1107,7 +1121,9 @@ async def explain(
 
 
 async def explain_rerun(url: str, rerun: Evaluation) -> None:
-    again = await explain_replay(url, engine_statements(rerun), [])
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(rerun.settings.items()))
+    print(f"  (the app's connection settings, applied to the replay: {settings})")
+    again = await explain_replay(url, rerun, [])
     print(f"\n    {'statement (re-run replay)':<36} {'ms':>10}")
     for s, p in again:
         if p:
@@ -1127,9 +1143,7 @@ async def explain_first_run(url: str, full: Evaluation) -> None:
         ("rule tables empty, never analyzed (as after the migration)", False),
         ("rule tables empty and ANALYZEd as empty (e.g. after a VACUUM ANALYZE)", True),
     ):
-        first = await explain_replay(
-            url, engine_statements(full), empty_rule_tables(tables, analyze), only="apply: "
-        )
+        first = await explain_replay(url, full, empty_rule_tables(tables, analyze), only="apply: ")
         print(f"\n  First run's apply statements replayed, {state}:")
         for s, p in first:
             if p:
@@ -1187,9 +1201,17 @@ async def bench_scale(
             f"  loaded {loaded.rows:,} rows in {loaded.load_s:.1f} s (with index rebuild, VACUUM)"
         )
     await data_profile(url)
-    full = await evaluate(url, loaded.anchor)
+    # as_of a little ahead of now, as a scheduled run's (now): the engine takes the
+    # open complaints' state from their running totals when as_of >= now, from their
+    # transition history for a past as_of; both runs must take the same path.
+    as_of = datetime.now(UTC).replace(microsecond=0) + AS_OF_AHEAD
+    print(
+        f"  as_of {as_of.isoformat()} (now + {AS_OF_AHEAD}; the data's anchor +"
+        f" {as_of - loaded.anchor})"
+    )
+    full = await evaluate(url, as_of)
     print_evaluation("full run", full, statements=True)
-    rerun = await evaluate(url, loaded.anchor)
+    rerun = await evaluate(url, as_of)
     print_evaluation("re-run, same as_of", rerun, statements=True)
     wrote = {t: rerun.after[t] - rerun.before[t] for t in rerun.after if t != "rule_runs"}
     print(
