@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from app.assignments.models import AssignmentRole
 from app.clients.schemas import ClientRead
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import AuditedRead, ReadModel, StrictModel
+from app.core.schemas import AuditedRead, Instant, InstantOrDay, ReadModel, StrictModel
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
@@ -20,8 +20,8 @@ class AssignmentCreate(StrictModel):
     client_id: uuid.UUID
     manager_id: uuid.UUID
     role: AssignmentRole
-    starts_at: AwareDatetime | None = Field(default=None, description="Default: now.")
-    ends_at: AwareDatetime | None = Field(default=None, description="Null: open-ended.")
+    starts_at: Instant | None = Field(default=None, description="Default: now.")
+    ends_at: Instant | None = Field(default=None, description="Null: open-ended.")
     reason: Reason | None = None
 
     @model_validator(mode="after")
@@ -34,7 +34,7 @@ class AssignmentCreate(StrictModel):
 class AssignmentUpdate(StrictModel):
     """Only the end (and the reason) of an assignment can change."""
 
-    ends_at: AwareDatetime | None = Field(
+    ends_at: Instant | None = Field(
         default=None, description="New end; null makes it open-ended again."
     )
     reason: Reason | None = None
@@ -60,14 +60,14 @@ class AssignmentFilters(PageQuery):
     client_id: uuid.UUID | None = None
     manager_id: uuid.UUID | None = None
     role: AssignmentRole | None = None
-    active_at: AwareDatetime | None = Field(
+    active_at: Instant | None = Field(
         default=None, description="Only assignments whose [starts_at, ends_at) holds it."
     )
 
 
 class HandoverRequest(StrictModel):
     to_manager_id: uuid.UUID
-    at: AwareDatetime | None = Field(default=None, description="Default: now; not in the past.")
+    at: Instant | None = Field(default=None, description="Default: now; not in the past.")
     reason: Reason | None = None
 
 
@@ -83,8 +83,8 @@ class HandoverRead(ReadModel):
 
 
 class AbsenceCreate(StrictModel):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
     cover_manager_id: uuid.UUID
     reason: Reason | None = None
 
@@ -117,11 +117,11 @@ class Responsibility(ReadModel):
 
 
 class ResponsibleQuery(StrictModel):
-    at: AwareDatetime | None = Field(default=None, description="Default: now.")
+    at: Instant | None = Field(default=None, description="Default: now.")
 
 
 class BookQuery(PageQuery):
-    as_of: AwareDatetime | date | None = Field(
+    as_of: InstantOrDay | None = Field(
         default=None,
         description="An instant, or a date meaning 00:00 of that day in the organisation's "
         "time zone. Default: now.",

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import ReadModel
+from app.core.schemas import Instant, ReadModel
 
 
 class AuditEventRead(ReadModel):
@@ -34,5 +34,5 @@ class AuditFilters(PageQuery):
     resource: str | None = Field(default=None, max_length=50, examples=["clients"])
     resource_id: str | None = Field(default=None, max_length=100)
     actor: str | None = Field(default=None, max_length=200)
-    at_from: AwareDatetime | None = Field(default=None, description="Inclusive.")
-    at_to: AwareDatetime | None = Field(default=None, description="Exclusive.")
+    at_from: Instant | None = Field(default=None, description="Inclusive.")
+    at_to: Instant | None = Field(default=None, description="Exclusive.")

@@ -5,12 +5,21 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from app.clients.models import LifecycleStage, Segment
 from app.core.money import CountryCode, CurrencyCode, Money
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import AuditedRead, ExternalRef, Name, SearchText, StrictModel, TimeZoneName
+from app.core.schemas import (
+    AuditedRead,
+    Day,
+    ExternalRef,
+    Instant,
+    Name,
+    SearchText,
+    StrictModel,
+    TimeZoneName,
+)
 
 
 class ClientCreate(StrictModel):
@@ -24,7 +33,7 @@ class ClientCreate(StrictModel):
     country: CountryCode
     currency: CurrencyCode = Field(description="The client's billing currency (ISO 4217).")
     time_zone: TimeZoneName | None = None
-    renewal_date: date | None = None
+    renewal_date: Day | None = None
     annual_value: Money | None = None
 
 
@@ -39,7 +48,7 @@ class ClientUpdate(StrictModel):
     country: CountryCode | None = None
     currency: CurrencyCode | None = None
     time_zone: TimeZoneName | None = None
-    renewal_date: date | None = None
+    renewal_date: Day | None = None
     annual_value: Money | None = None
 
 
@@ -67,7 +76,7 @@ class ClientFilters(PageQuery):
     lifecycle_stage: LifecycleStage | None = None
     country: CountryCode | None = None
     parent_id: uuid.UUID | None = None
-    updated_since: AwareDatetime | None = Field(
+    updated_since: Instant | None = Field(
         default=None, description="Only clients changed at or after this instant."
     )
     q: SearchText | None = None

@@ -7,12 +7,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from app.clients.models import Segment
 from app.complaints.models import Category, Severity, Status
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import AuditedRead, ReadModel, StrictModel
+from app.core.schemas import AuditedRead, Instant, Integer, ReadModel, StrictModel
 from app.interactions.models import Channel
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -26,7 +26,7 @@ class ComplaintCreate(StrictModel):
     category: Category
     severity: Severity
     channel: Channel | None = None
-    received_at: AwareDatetime | None = Field(
+    received_at: Instant | None = Field(
         default=None, description="Default: now; at most 5 minutes in the future."
     )
     assignee_id: uuid.UUID | None = Field(
@@ -100,8 +100,8 @@ class ComplaintFilters(PageQuery):
     severity: Severity | None = None
     category: Category | None = None
     breached: bool | None = Field(default=None, description="Either SLA target breached.")
-    received_from: AwareDatetime | None = Field(default=None, description="Inclusive.")
-    received_to: AwareDatetime | None = Field(default=None, description="Exclusive.")
+    received_from: Instant | None = Field(default=None, description="Inclusive.")
+    received_to: Instant | None = Field(default=None, description="Exclusive.")
 
 
 class TransitionCreate(StrictModel):
@@ -111,7 +111,7 @@ class TransitionCreate(StrictModel):
         default=None, description="Required to reach `resolved` unless already set."
     )
     root_cause: LongText | None = None
-    at: AwareDatetime | None = Field(
+    at: Instant | None = Field(
         default=None,
         description="Default: now. For backfills: not before the previous transition, not "
         "more than 5 minutes ahead.",
@@ -139,13 +139,13 @@ class TransitionResult(TransitionRead):
 class SlaPolicyCreate(StrictModel):
     severity: Severity
     segment: Segment | None = Field(default=None, description="Null: the default for the severity.")
-    first_response_hours: int = Field(ge=1, le=8760)
-    resolution_hours: int = Field(ge=1, le=8760)
+    first_response_hours: Integer = Field(ge=1, le=8760)
+    resolution_hours: Integer = Field(ge=1, le=8760)
 
 
 class SlaPolicyUpdate(StrictModel):
-    first_response_hours: int | None = Field(default=None, ge=1, le=8760)
-    resolution_hours: int | None = Field(default=None, ge=1, le=8760)
+    first_response_hours: Integer | None = Field(default=None, ge=1, le=8760)
+    resolution_hours: Integer | None = Field(default=None, ge=1, le=8760)
 
 
 class SlaPolicyRead(AuditedRead):

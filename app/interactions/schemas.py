@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import AuditedRead, ReadModel, StrictModel
+from app.core.schemas import AuditedRead, Instant, Integer, ReadModel, StrictModel
 from app.interactions.models import Channel, Direction, Sentiment
 
 Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -23,7 +23,7 @@ class NextStep(StrictModel):
     description: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
     ]
-    due_at: AwareDatetime | None = None
+    due_at: Instant | None = None
     done: bool = False
 
 
@@ -40,8 +40,8 @@ class InteractionCreate(StrictModel):
     )
     channel: Channel
     direction: Direction
-    occurred_at: AwareDatetime = Field(description="At most 5 minutes in the future.")
-    duration_minutes: int | None = Field(default=None, ge=0, le=24 * 60 * 7)
+    occurred_at: Instant = Field(description="At most 5 minutes in the future.")
+    duration_minutes: Integer | None = Field(default=None, ge=0, le=24 * 60 * 7)
     subject: Subject
     notes: Notes | None = None
     sentiment: Sentiment | None = None
@@ -52,8 +52,8 @@ class InteractionCreate(StrictModel):
 class InteractionUpdate(StrictModel):
     channel: Channel | None = None
     direction: Direction | None = None
-    occurred_at: AwareDatetime | None = None
-    duration_minutes: int | None = Field(default=None, ge=0, le=24 * 60 * 7)
+    occurred_at: Instant | None = None
+    duration_minutes: Integer | None = Field(default=None, ge=0, le=24 * 60 * 7)
     subject: Subject | None = None
     notes: Notes | None = None
     sentiment: Sentiment | None = None
@@ -102,8 +102,8 @@ class InteractionFilters(PageQuery):
     client_id: uuid.UUID | None = None
     manager_id: uuid.UUID | None = None
     channel: Channel | None = None
-    occurred_from: AwareDatetime | None = Field(default=None, description="Inclusive.")
-    occurred_to: AwareDatetime | None = Field(default=None, description="Exclusive.")
+    occurred_from: Instant | None = Field(default=None, description="Inclusive.")
+    occurred_to: Instant | None = Field(default=None, description="Exclusive.")
     next_step_overdue: bool | None = Field(
         default=None, description="true: only open next steps whose due time has passed."
     )

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import AwareDatetime, EmailStr, Field
+from pydantic import EmailStr, Field
 
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import AuditedRead, ExternalRef, Name, SearchText, StrictModel, TimeZoneName
+from app.core.schemas import (
+    AuditedRead,
+    ExternalRef,
+    Instant,
+    Name,
+    SearchText,
+    StrictModel,
+    TimeZoneName,
+)
 from app.managers.models import ManagerRole
 
 
@@ -56,7 +64,7 @@ class ManagerFilters(PageQuery):
     active: bool | None = None
     reports_to_id: uuid.UUID | None = None
     region: str | None = Field(default=None, max_length=100)
-    updated_since: AwareDatetime | None = Field(
+    updated_since: Instant | None = Field(
         default=None, description="Only managers changed at or after this instant."
     )
     q: SearchText | None = None

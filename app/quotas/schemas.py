@@ -7,11 +7,18 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Self
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
 from app.core.money import CurrencyCode, Money
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import AuditedRead, ReadModel, StrictModel
+from app.core.schemas import (
+    AuditedRead,
+    Instant,
+    InstantOrDay,
+    Integer,
+    ReadModel,
+    StrictModel,
+)
 from app.interactions.models import Channel
 from app.quotas.models import Metric
 
@@ -28,10 +35,10 @@ class QuotaCreate(StrictModel):
         description="FY2027, FY2027-Q1, FY2027-M01 or 2026-04 (organisation calendar); or "
         "give period_start and period_end.",
     )
-    period_start: AwareDatetime | None = None
-    period_end: AwareDatetime | None = None
+    period_start: Instant | None = None
+    period_end: Instant | None = None
     target: Money | None = Field(default=None, description="For sales_amount.")
-    target_count: int | None = Field(default=None, ge=1, description="For interaction_count.")
+    target_count: Integer | None = Field(default=None, ge=1, description="For interaction_count.")
     channel: Channel | None = Field(
         default=None, description="interaction_count only: count this channel only."
     )
@@ -58,7 +65,7 @@ class QuotaUpdate(StrictModel):
     """Only the target can change; a different period is a different quota."""
 
     target: Money | None = None
-    target_count: int | None = Field(default=None, ge=1)
+    target_count: Integer | None = Field(default=None, ge=1)
 
 
 class QuotaRead(AuditedRead):
@@ -79,7 +86,7 @@ class QuotaPage(Page[QuotaRead]):
 class QuotaFilters(PageQuery):
     manager_id: uuid.UUID | None = None
     metric: Metric | None = None
-    active_at: AwareDatetime | None = Field(default=None, description="Period contains it.")
+    active_at: Instant | None = Field(default=None, description="Period contains it.")
 
 
 class AttainmentStatus(StrEnum):
@@ -90,7 +97,7 @@ class AttainmentStatus(StrEnum):
 
 
 class AttainmentQuery(PageQuery):
-    as_of: AwareDatetime | date | None = Field(
+    as_of: InstantOrDay | None = Field(
         default=None, description="Default now; a date means 00:00 in the organisation's zone."
     )
 
@@ -140,7 +147,7 @@ class Attainment(ReadModel):
 
 class RollupQuery(StrictModel):
     period: str = Field(max_length=20, examples=["FY2027-Q1"])
-    as_of: AwareDatetime | date | None = None
+    as_of: InstantOrDay | None = None
     currency: CurrencyCode | None = Field(
         default=None, description="Currency of sales figures; default ORG__CURRENCY."
     )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime
 
 from app.core.auth import CurrentPrincipal
 from app.core.errors import error_responses
+from app.core.schemas import InstantOrDay
 from app.core.session import SessionDep
 from app.reports import service
 from app.reports.export import csv_openapi, csv_response, filename, one_chunk, wants_csv
@@ -105,14 +104,14 @@ async def get_complaints_report(
     session: SessionDep,
     principal: CurrentPrincipal,
     received_from: Annotated[
-        AwareDatetime | date | None,
+        InstantOrDay | None,
         Query(
             alias="from",
             description="Received at or after; a date means 00:00 in the organisation's zone.",
         ),
     ] = None,
     received_to: Annotated[
-        AwareDatetime | date | None,
+        InstantOrDay | None,
         Query(
             alias="to",
             description="Received before; a date means the end of that day (inclusive).",

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from app.clients.models import Segment
 from app.complaints.models import Category, Severity, Status
 from app.core.money import CurrencyCode
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import ReadModel, StrictModel
+from app.core.schemas import InstantOrDay, ReadModel, StrictModel
 from app.quotas.models import Metric
 from app.quotas.schemas import AttainmentStatus
 
@@ -74,7 +74,7 @@ class QuotaAttainmentQuery(StrictModel):
         description="A lead: only the quotas of this manager and everyone reporting to them "
         "(recursively). Default: every quota in the caller's scope.",
     )
-    as_of: AwareDatetime | date | None = Field(
+    as_of: InstantOrDay | None = Field(
         default=None, description="Default now; a date means 00:00 in the organisation's zone."
     )
     currency: CurrencyCode | None = Field(

@@ -7,11 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from app.complaints.models import Severity
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import AuditedRead, ReadModel, StrictModel
+from app.core.schemas import AuditedRead, Instant, Integer, ReadModel, StrictModel
 from app.rules.models import FlagStatus, SubjectType
 
 
@@ -56,7 +56,7 @@ class RuleVersionPage(Page[RuleVersionRead]):
 
 
 class RuleRunCreate(StrictModel):
-    as_of: AwareDatetime | None = Field(default=None, description="Default: now.")
+    as_of: Instant | None = Field(default=None, description="Default: now.")
 
 
 class RuleRunRead(ReadModel):
@@ -87,9 +87,9 @@ class RuleOverride(StrictModel):
 
 
 class SimulationRequest(StrictModel):
-    as_of: AwareDatetime | None = Field(default=None, description="Default now; may be past.")
+    as_of: Instant | None = Field(default=None, description="Default now; may be past.")
     overrides: dict[str, RuleOverride] = Field(default_factory=dict)
-    limit: int = Field(default=100, ge=0, le=1000, description="How many matches to list.")
+    limit: Integer = Field(default=100, ge=0, le=1000, description="How many matches to list.")
 
 
 class SimulatedFlag(ReadModel):
@@ -159,7 +159,7 @@ class FlagAction(StrEnum):
 
 class FlagTransitionCreate(StrictModel):
     to: FlagAction
-    until: AwareDatetime | None = Field(default=None, description="Required to snooze.")
+    until: Instant | None = Field(default=None, description="Required to snooze.")
     note: str | None = Field(default=None, max_length=2000)
 
 

@@ -7,11 +7,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_serializer, model_validator
+from pydantic import Field, StringConstraints, field_serializer, model_validator
 
 from app.core.money import CurrencyCode, Money
 from app.core.pagination import Page, PageQuery
-from app.core.schemas import AuditedRead, ExternalRef, StrictModel
+from app.core.schemas import AuditedRead, Day, ExternalRef, Instant, StrictModel
 from app.sales.models import SaleKind
 
 Product = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -20,7 +20,7 @@ Product = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 class SaleCreate(StrictModel):
     client_id: uuid.UUID
     amount: Money = Field(description="Negative for a credit note; a refund is never positive.")
-    closed_at: AwareDatetime = Field(description="At most 5 minutes in the future.")
+    closed_at: Instant = Field(description="At most 5 minutes in the future.")
     kind: SaleKind
     product: Product | None = None
     external_ref: ExternalRef | None = None
@@ -32,7 +32,7 @@ class SaleCreate(StrictModel):
 
 class SaleUpdate(StrictModel):
     amount: Money | None = None
-    closed_at: AwareDatetime | None = None
+    closed_at: Instant | None = None
     kind: SaleKind | None = None
     product: Product | None = None
     external_ref: ExternalRef | None = None
@@ -59,8 +59,8 @@ class SaleFilters(PageQuery):
     client_id: uuid.UUID | None = None
     credited_manager_id: uuid.UUID | None = None
     kind: SaleKind | None = None
-    closed_from: AwareDatetime | None = Field(default=None, description="Inclusive.")
-    closed_to: AwareDatetime | None = Field(default=None, description="Exclusive.")
+    closed_from: Instant | None = Field(default=None, description="Inclusive.")
+    closed_to: Instant | None = Field(default=None, description="Exclusive.")
 
 
 RateString = Annotated[
@@ -77,7 +77,7 @@ class FxRateCreate(StrictModel):
     base: CurrencyCode
     quote: CurrencyCode
     rate: RateString
-    valid_on: date = Field(description="Used for sales on this local date and after.")
+    valid_on: Day = Field(description="Used for sales on this local date and after.")
 
     @model_validator(mode="after")
     def _sensible(self) -> FxRateCreate:
@@ -106,5 +106,5 @@ class FxRatePage(Page[FxRateRead]):
 class FxRateFilters(PageQuery):
     base: CurrencyCode | None = None
     quote: CurrencyCode | None = None
-    valid_from: date | None = None
-    valid_to: date | None = None
+    valid_from: Day | None = None
+    valid_to: Day | None = None

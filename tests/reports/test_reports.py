@@ -643,7 +643,7 @@ class TestComplaintsReport:
             "query.to",
         )
         bad = assert_problem(await client.get(COMPLAINTS, params={"from": "yesterday"}), 422)
-        assert {e["field"].rsplit(".", 1)[0] for e in bad["errors"]} == {"query.from"}
+        assert [e["field"] for e in bad["errors"]] == ["query.from"]
 
     async def test_scoped_to_the_callers_clients(
         self, client: AsyncClient, app: FastAPI, settings: Settings

@@ -1,5 +1,3 @@
-# Not collected yet (no test_ prefix): waits for the fix of numbers accepted as
-# timestamps (issue 9); rename to test_*.py once that lands.
 """Regression tests for what the Schemathesis run (``test_schemathesis.py``) found.
 
 1. A request body that cannot be read at all (JSON that is not UTF-8) is answered with
@@ -158,3 +156,20 @@ async def test_a_number_is_not_an_ends_at_for_an_assignment(client: AsyncClient)
         headers={"If-Match": f'"{assignment["version"]}"'},
     )
     _assert_rejects(response, "body.ends_at")
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-02-30", "2026-01-01T10:00:00"])
+async def test_an_instant_or_date_field_gives_one_error_naming_it(
+    client: AsyncClient, value: str
+) -> None:
+    """Not an instant with an offset, not a date: one error on ``query.from``, not one per
+    member of the union (whose names would leak into ``field``)."""
+    response = await client.get("/v1/reports/complaints", params={"from": value})
+    _assert_rejects(response, "query.from")
+    assert [e["field"] for e in response.json()["errors"]] == ["query.from"]
+
+
+@pytest.mark.parametrize("value", ["2026-01-01", "2026-01-01T00:00:00+01:00"])
+async def test_an_instant_or_date_field_still_takes_both(client: AsyncClient, value: str) -> None:
+    response = await client.get("/v1/reports/complaints", params={"from": value})
+    assert response.status_code == 200, response.text

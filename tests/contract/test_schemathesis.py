@@ -1,5 +1,3 @@
-# Not collected yet (no test_ prefix): waits for the fix of numbers accepted as
-# timestamps (issue 9); rename to test_*.py once that lands.
 """Property-based contract test: every operation of the committed ``openapi.yaml``,
 driven by Schemathesis against the ASGI app in-process, as an admin.
 
