@@ -8,8 +8,9 @@ import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -160,9 +161,13 @@ def _database(settings: Settings) -> Iterator[str]:
 
 @rules_cli.command("evaluate")
 def rules_evaluate(
-    as_of: Annotated[
-        datetime | None,
-        typer.Option(help="Instant to evaluate at, ISO 8601 with offset (default now)."),
+    as_of_text: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Instant to evaluate at, RFC 3339 with an offset, e.g. "
+            "2018-01-01T00:00:00Z (default now).",
+        ),
     ] = None,
 ) -> None:
     """Evaluate every enabled rule once (waits if another run holds the lock)."""
@@ -170,9 +175,7 @@ def rules_evaluate(
     from app.rules.engine import run_rules
 
     settings = get_settings()
-    if as_of is not None and as_of.tzinfo is None:
-        typer.echo("--as-of needs a UTC offset, e.g. 2026-12-01T00:00:00+00:00", err=True)
-        raise typer.Exit(2)
+    as_of = None if as_of_text is None else _instant_option("--as-of", as_of_text)
 
     async def evaluate(url: str) -> None:
         engine = create_engine(settings, url)
@@ -188,9 +191,9 @@ def rules_evaluate(
                     statement_timeout_ms=settings.rules.statement_timeout_ms,
                 )
             typer.echo(
-                f"run {run.id} at {run.as_of.isoformat()}: raised {run.raised}, still open "
-                f"{run.still_open}, resolved {run.resolved}, reopened {run.reopened} "
-                f"in {run.duration_ms} ms"
+                f"run {run.id} at {run.as_of.astimezone(UTC).isoformat()}: raised "
+                f"{run.raised}, still open {run.still_open}, resolved {run.resolved}, "
+                f"reopened {run.reopened} in {run.duration_ms} ms"
             )
             for key, counts in sorted(run.per_rule.items()):
                 typer.echo(f"  {key}: {counts}")
@@ -253,8 +256,13 @@ def import_file(
 def demo_load(
     dataset: Annotated[str, typer.Argument(help="crm-sales or cfpb-complaints")],
     path: Annotated[str, typer.Argument(help="The data set's folder (or CSV file).")],
+    report: Annotated[
+        str | None,
+        typer.Option(help="Also write the full JSON report (every rejected row) to this file."),
+    ] = None,
 ) -> None:
-    """Load a public data set through the importer; prints warnings and reports."""
+    """Load a public data set through the importer; prints the warnings, each import's
+    counts and its rejections grouped by reason (``--report FILE`` for every row)."""
     import json
     from pathlib import Path
 
@@ -264,9 +272,7 @@ def demo_load(
     if dataset not in DATASETS:
         typer.echo(f"Unknown data set {dataset!r}; one of {', '.join(DATASETS)}.", err=True)
         raise typer.Exit(2)
-    if not Path(path).exists():
-        typer.echo(f"{path} does not exist.", err=True)
-        raise typer.Exit(2)
+    _check_dataset_path(dataset, Path(path))
     settings = get_settings()
 
     async def load(url: str) -> dict[str, object]:
@@ -278,7 +284,79 @@ def demo_load(
 
     with _database(settings) as url:
         result = asyncio.run(load(url))
-    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    if report is not None:
+        Path(report).write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
+    typer.echo(_summarise_load(result, report))
+
+
+def _instant_option(name: str, value: str) -> datetime:
+    """An option holding an instant: RFC 3339 text with an offset (``Z`` or ``+01:00``);
+    anything else is a usage error (exit 2) that shows an example."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from app.core.schemas import Instant
+
+    try:
+        return TypeAdapter(Instant).validate_python(value)
+    except ValidationError:
+        raise typer.BadParameter(
+            f"{value!r} is not an instant with an offset, e.g. 2018-01-01T00:00:00Z or "
+            "2018-01-01T00:00:00+01:00",
+            param_hint=name,
+        ) from None
+
+
+# The files each public data set's folder must hold (see app/imports/datasets.py).
+DATASET_FILES = {
+    "crm-sales": ("accounts.csv", "products.csv", "sales_pipeline.csv", "sales_teams.csv"),
+    "cfpb-complaints": ("complaints_sample.csv",),
+}
+
+
+def _check_dataset_path(dataset: str, path: Path) -> None:
+    """Exit 2 with one line when ``path`` is not the data set's folder (cfpb-complaints
+    also takes its CSV file)."""
+    if not path.exists():
+        problem = f"{path} does not exist."
+    elif path.is_file() and not (dataset == "cfpb-complaints" and path.suffix == ".csv"):
+        problem = f"{path} is a file; give the folder that holds it."
+    elif path.is_dir() and (
+        missing := [f for f in DATASET_FILES[dataset] if not (path / f).is_file()]
+    ):
+        problem = f"{path} is not the {dataset} folder: {', '.join(missing)} missing."
+    else:
+        return
+    typer.echo(f"{problem} Expected a folder with {', '.join(DATASET_FILES[dataset])}.", err=True)
+    raise typer.Exit(2)
+
+
+def _summarise_load(result: dict[str, Any], report: str | None) -> str:
+    """A data-set load's report for a person: warnings, then per import its counts and
+    its rejections grouped by reason (how many, and the first rows)."""
+    lines = [f"Loaded {result['dataset']}."]
+    if result["warnings"]:
+        lines.append(f"Warnings ({len(result['warnings'])}):")
+        lines += [f"  {w}" for w in result["warnings"]]
+    for resource, outcome in result["imports"].items():
+        lines.append(
+            f"{resource}: {outcome['rows']} rows, {outcome['created']} created, "
+            f"{outcome['updated']} updated, {outcome['unchanged']} unchanged, "
+            f"{outcome['rejected']} rejected"
+        )
+        by_reason: dict[str, list[int]] = {}
+        for rejection in outcome["rejections"]:
+            by_reason.setdefault(rejection["reason"], []).append(rejection["row"])
+        for reason, rows in sorted(by_reason.items(), key=lambda item: -len(item[1])):
+            shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            lines.append(f"  rejected {len(rows)} × {reason} (rows {shown})")
+        if outcome.get("rejections_truncated"):
+            lines.append(
+                f"  (the first {len(outcome['rejections'])} of {outcome['rejected']} rejected "
+                "rows are listed and counted above)"
+            )
+    if report is not None:
+        lines.append(f"Full report: {report}")
+    return "\n".join(lines)
 
 
 @cli.command()
