@@ -21,19 +21,19 @@ are its first rows):
   checks), every other 1000th has a bad amount (``not-a-number`` or ``12.345``, too many
   decimals: rejected while parsing).
 
-For each size it empties the database (recreate, migrate, seed, CHECKPOINT) and runs
-the import in a separate process, under ``/usr/bin/time -v`` when present, exactly as
-``ams import sales FILE`` does (the child calls ``app.cli.main``). The child times the
-phases without changing the importer: the Python parsing (``engine._records``), the
-COPY batches (``asyncpg`` ``copy_records_to_table``), every SQL statement and its peak
-RSS so far, as wall seconds, its own CPU seconds and the CPU seconds of its PostgreSQL
-backend (``/proc/<pid>/stat``, a local server): CPU seconds stay honest when other
-processes load the machine, wall seconds do not. On the largest file it then imports
-the same file again (nothing changes: ``unchanged`` = rows − rejected). It prints the
-phases of every run and a table (rows, seconds, rows/s, peak RSS, created, rejected),
-then, unless ``--no-explain``, replays the staging and the statements of a re-import and
-of a first import (on a fresh database) under ``EXPLAIN (ANALYZE, BUFFERS)`` in
-transactions that are rolled back. The database is dropped at the end.
+For each size it empties the database (recreate, migrate, seed, CHECKPOINT) and runs the
+import in a separate process, under ``/usr/bin/time -v`` when present, exactly as ``ams
+import sales FILE`` does (the child calls ``app.cli.main``). The child times the phases
+without changing the importer: the staging (``engine._stage``) and within it the COPY
+that the parser feeds as it reads (``asyncpg`` ``copy_to_table``), every SQL statement
+and its peak RSS so far, as wall seconds, its own CPU seconds and the CPU seconds of its
+PostgreSQL backend (``/proc/<pid>/stat``, a local server): CPU seconds stay honest when
+other processes load the machine, wall seconds do not. On the largest file it then
+imports the same file again (nothing changes: ``unchanged`` = rows − rejected). It
+prints the phases of every run and a table (rows, seconds, rows/s, peak RSS, created,
+rejected), then, unless ``--no-explain``, replays the staging and the statements of a
+re-import and of a first import (on a fresh database) under ``EXPLAIN (ANALYZE,
+BUFFERS)`` in transactions that are rolled back. The database is dropped at the end.
 
 Target (DESIGN §6): at least 50,000 rows/s for 1,000,000 rows, peak memory flat.
 """
@@ -268,7 +268,6 @@ class ChildTimings:
     stage_s: float = 0.0
     stage_cpu_s: float = 0.0
     stage_server_cpu_s: float = -1.0
-    parse_s: float = 0.0
     copy_s: float = 0.0
     copy_cpu_s: float = 0.0
     copy_server_cpu_s: float = 0.0
@@ -303,7 +302,7 @@ def delta(after: float, before: float) -> float:
 def statement_names() -> dict[str, str]:
     from app.imports import sql
 
-    names = {sql.DUPLICATES: "check DUPLICATES", sql.SALES_UPSERT: "SALES_UPSERT (+ audit)"}
+    names = {sql.DUPLICATES: "check DUPLICATES", sql.SALES_WRITE: "SALES_WRITE (+ audit)"}
     for i, check in enumerate(sql.SALES_CHECKS):
         names[check] = f"check SALES_CHECKS[{i}] " + short(check, 38)
     return names
@@ -349,9 +348,11 @@ def install_timers(timings: ChildTimings) -> None:
     event.listen(Engine, "before_cursor_execute", before)
     event.listen(Engine, "after_cursor_execute", after)
 
-    copy = asyncpg.connection.Connection.copy_records_to_table
+    copy = asyncpg.connection.Connection.copy_to_table
 
     async def timed_copy(self: asyncpg.Connection, table_name: str, **kwargs: Any) -> str:
+        # The importer's COPY source parses the file as COPY pulls it: child CPU here is
+        # the Python parsing, CSV writing and sending; server CPU is COPY's side.
         start, cpu, server = (
             time.perf_counter(),
             time.process_time(),
@@ -365,23 +366,7 @@ def install_timers(timings: ChildTimings) -> None:
             timings.copy_server_cpu_s += delta(server_cpu(self.get_server_pid()), server)
             timings.copy_calls += 1
 
-    setattr(asyncpg.connection.Connection, "copy_records_to_table", timed_copy)  # noqa: B010
-
-    records = engine_module._records
-
-    def timed_records(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
-        rows = records(*args, **kwargs)
-        while True:
-            start = time.perf_counter()
-            try:
-                row = next(rows)
-            except StopIteration:
-                timings.parse_s += time.perf_counter() - start
-                return
-            timings.parse_s += time.perf_counter() - start
-            yield row
-
-    setattr(engine_module, "_records", timed_records)  # noqa: B010
+    setattr(asyncpg.connection.Connection, "copy_to_table", timed_copy)  # noqa: B010
 
     stage = engine_module._stage
 
@@ -517,11 +502,9 @@ def print_phases(run: Run) -> None:
     startup = run.wall_s - t["total_s"] + t["import_start_s"]
     phase("startup (interpreter, imports, connect)", startup)
     phase("staging (_stage)", t["stage_s"], t["stage_cpu_s"], t["stage_server_cpu_s"])
-    parse_cpu = t["stage_cpu_s"] - t["copy_cpu_s"]
-    phase("  CSV reader + cell parsers + checks (_records, Python)", t["parse_s"], parse_cpu)
-    copy = f"  copy_records_to_table ({t['copy_calls']} batches of {5000:,})"
+    copy = "  COPY, fed by the parser as it reads (_records, CSV chunks)"
     phase(copy, t["copy_s"], t["copy_cpu_s"], t["copy_server_cpu_s"])
-    phase("  DDL, ANALYZE import_rows, batching", t["stage_s"] - t["copy_s"] - t["parse_s"])
+    phase("  header, DDL, ANALYZE import_rows", t["stage_s"] - t["copy_s"])
     in_stage = ("CREATE TEMP TABLE import_rows", "DROP TABLE IF EXISTS", "SET LOCAL")
     statements = [
         st
@@ -606,10 +589,10 @@ EXEC = re.compile(r"Execution Time: ([\d.]+) ms")
 
 
 async def explain_replay(url: str, path: Path, label: str) -> None:
-    """Stage ``path`` as run_import does, then EXPLAIN ANALYZE the checks and the upsert
+    """Stage ``path`` as run_import does, then EXPLAIN ANALYZE the checks and the write
     in order (each changes the staging table like the real run); roll back. Mirrors
-    run_import's sequence for ``sales`` (no pairs, no after-steps, no split): keep it in
-    step when the engine changes."""
+    run_import's sequence for ``sales`` (no pairs, no links, no split): keep it in step
+    when the engine changes."""
     import app.imports.engine as engine_module
     from app.core.periods import FiscalCalendar
     from app.imports import sql
@@ -629,7 +612,8 @@ async def explain_replay(url: str, path: Path, label: str) -> None:
         session = create_sessionmaker(engine)()
         try:
             conn = await session.connection()
-            await conn.execute(text("SET LOCAL statement_timeout = 0"))
+            for setting in ("statement_timeout = 0", "TimeZone = 'UTC'", "work_mem = '64MB'"):
+                await conn.execute(text(f"SET LOCAL {setting}"))  # as run_import
             with path.open("rb") as stream:  # noqa: ASYNC230 (as the importer reads it)
                 start = time.perf_counter()
                 rows = await engine_module._stage(conn, "sales", columns, stream, calendar)
@@ -642,9 +626,11 @@ async def explain_replay(url: str, path: Path, label: str) -> None:
             total = 0.0
             for statement in (sql.DUPLICATES, *sql.SALES_CHECKS):
                 total += await explain(conn, names[statement], statement, {})
-            # then, as run_import does for sales (no pairs, no after-steps), the upsert of
-            # the whole file: staged rows start with in_batch = true
-            total += await explain(conn, names[sql.SALES_UPSERT], sql.SALES_UPSERT, binds)
+            # then, as run_import does for sales (no pairs, no links), the write of the
+            # whole file in one batch (its first try)
+            last = (await conn.execute(text("SELECT max(row_no) FROM import_rows"))).scalar()
+            binds.update(lo=2, hi=last or 1, id_salt=0)
+            total += await explain(conn, names[sql.SALES_WRITE], sql.SALES_WRITE, binds)
             size = (
                 await conn.execute(text("SELECT pg_total_relation_size('import_rows')"))
             ).scalar_one()

@@ -1,23 +1,33 @@
 """The bulk importer: stream a CSV file into a staging table with COPY, check it with
-set-based SQL, then upsert on ``external_ref`` in one statement per resource.
+set-based SQL, then write it in one statement per resource (see ``sql.write``).
 
-Memory stays flat: the file is read record by record and sent in COPY batches. A row
+Memory stays flat: the file is parsed record by record and streamed to COPY as CSV
+chunks, and the counts come back from SQL (nothing per row returns to Python). A row
 that fails a check is reported with its row number (the header is row 1) and reason and
 never written; the other rows are. Should the database still refuse a batch (a
 constraint no check foresaw), the batch is split in halves inside savepoints until the
 refused row is found, so one bad row never aborts the file. ``dry_run`` does it all in
-a savepoint that is rolled back. Audit rows (source ``import``) are written with the
-upserts.
+a savepoint that is rolled back.
+
+Rows are keyed on ``external_ref``: a new ref creates a record, a known one updates it
+when a column differs and is left alone (no write, no version bump, no audit row) when
+nothing does, so re-importing a file changes nothing. On update a blank cell, or an
+optional column left out of the header, stores NULL (or the column's default): a blank
+``reports_to_ref`` clears the manager's lead, a blank ``parent_ref`` the client's
+parent. Every created or updated record gets one audit row (source ``import``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import operator
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import IO, Any
 
 from sqlalchemy import text
@@ -28,9 +38,18 @@ from app.config import Settings
 from app.core.errors import Unprocessable, integrity_to_error
 from app.core.periods import FiscalCalendar
 from app.imports import sql
-from app.imports.formats import Column, fits_currency, formats
+from app.imports.formats import (
+    Column,
+    Parser,
+    fits_currency,
+    formats,
+    instant_of,
+    is_positive,
+    utc_text,
+)
 
-BATCH_ROWS = 5_000
+COPY_ROWS = 10_000  # rows per COPY chunk (about 1 MB for a sales file)
+READ_BYTES = 1 << 20
 MAX_CELL = 1 << 20  # a longer cell ends the file with a clear error
 MAX_REPORTED = 1_000
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -39,24 +58,21 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 @dataclass
 class Resource:
     checks: list[str]
-    upsert: str
-    after: list[str] = field(default_factory=list)
-    history: str | None = None
+    write: str
+    relink: str | None = None
     pairs: str | None = None
 
 
 RESOURCES: dict[str, Resource] = {
-    "managers": Resource(sql.MANAGERS_CHECKS, sql.MANAGERS_UPSERT, [sql.MANAGERS_AFTER]),
-    "clients": Resource(sql.CLIENTS_CHECKS, sql.CLIENTS_UPSERT, [sql.CLIENTS_AFTER]),
+    "managers": Resource(sql.MANAGERS_CHECKS, sql.MANAGERS_WRITE, sql.MANAGERS_RELINK),
+    "clients": Resource(sql.CLIENTS_CHECKS, sql.CLIENTS_WRITE, sql.CLIENTS_RELINK),
     "assignments": Resource(
-        sql.ASSIGNMENTS_CHECKS, sql.ASSIGNMENTS_UPSERT, pairs=sql.ASSIGNMENTS_PAIRS
+        sql.ASSIGNMENTS_CHECKS, sql.ASSIGNMENTS_WRITE, pairs=sql.ASSIGNMENTS_PAIRS
     ),
-    "interactions": Resource(sql.INTERACTIONS_CHECKS, sql.INTERACTIONS_UPSERT),
-    "complaints": Resource(
-        sql.COMPLAINTS_CHECKS, sql.COMPLAINTS_UPSERT, history=sql.COMPLAINTS_HISTORY
-    ),
-    "sales": Resource(sql.SALES_CHECKS, sql.SALES_UPSERT),
-    "quotas": Resource(sql.QUOTAS_CHECKS, sql.QUOTAS_UPSERT, pairs=sql.QUOTAS_PAIRS),
+    "interactions": Resource(sql.INTERACTIONS_CHECKS, sql.INTERACTIONS_WRITE),
+    "complaints": Resource(sql.COMPLAINTS_CHECKS, sql.COMPLAINTS_WRITE),
+    "sales": Resource(sql.SALES_CHECKS, sql.SALES_WRITE),
+    "quotas": Resource(sql.QUOTAS_CHECKS, sql.QUOTAS_WRITE, pairs=sql.QUOTAS_PAIRS),
 }
 EXTRA_COLUMNS = (
     ("client_id", "uuid"),
@@ -93,50 +109,134 @@ class ImportReport:
         }
 
 
-def _cross_checks(resource: str, row: dict[str, Any], calendar: FiscalCalendar) -> None:
-    """Rules over several cells of one row; raise ValueError with the reason."""
-    now = datetime.now(UTC)
-    if resource == "clients" and (row["annual_value"] is None) != (
-        row["annual_value_currency"] is None
-    ):
-        raise ValueError("annual_value and annual_value_currency go together")
-    if resource == "clients" and row["annual_value"] is not None:
-        if not fits_currency(row["annual_value"], row["annual_value_currency"]):
-            raise ValueError("annual_value has more decimals than its currency allows")
-    if resource == "assignments" and row["ends_at"] and row["ends_at"] <= row["starts_at"]:
-        raise ValueError("ends_at must be after starts_at")
-    if resource == "sales":
-        if not fits_currency(row["amount"], row["currency"]):
-            raise ValueError(f"amount has more decimals than {row['currency']} allows")
-        if row["kind"] == "refund" and row["amount"] > 0:
-            raise ValueError("a refund's amount cannot be positive")
-    for key in ("closed_at", "occurred_at", "received_at"):
-        if row.get(key) and row[key] > now + FUTURE_TOLERANCE:
-            raise ValueError(f"{key} is in the future")
-    if resource == "interactions" and (row["duration_minutes"] or 0) < 0:
-        raise ValueError("duration_minutes cannot be negative")
-    if resource == "quotas":
-        period = calendar.resolve(row["period"])
-        row["period_start"], row["period_end"] = period.start, period.end
-        if row["metric"] == "sales_amount":
-            amount, code = row["target_amount"], row["target_currency"]
-            if amount is None or code is None or amount <= 0:
-                raise ValueError("sales_amount needs a positive target_amount and target_currency")
-            if row["target_count"] is not None or row["channel"] is not None:
-                raise ValueError("sales_amount takes no target_count or channel")
+Row = list[Any]  # a staged row: row_no, error, the format's cells, period_start, period_end
+Check = Callable[[Row], str | None]
+
+
+def _cross_checks(resource: str, names: list[str], calendar: FiscalCalendar, cutoff: str) -> Check:
+    """Rules over several cells of one row (their parsed text, see ``formats``): a
+    function answering the reason a row breaks one, or None. ``cutoff`` is the latest
+    accepted instant (:func:`utc_text`); quotas get their period's bounds filled in."""
+    at = {name: i for i, name in enumerate(["row_no", "error", *names])}
+    late = [at[k] for k in ("closed_at", "occurred_at", "received_at") if k in at]
+    limit = instant_of(cutoff)
+    # Cells carry their own offsets: only those dated near the cutoff are parsed again.
+    near = (limit - timedelta(days=2)).date().isoformat()
+
+    def future(row: Row) -> str | None:
+        for i in late:
+            moment = row[i]
+            if moment is not None and moment[:10] >= near and instant_of(moment) > limit:
+                return f"{names[i - 2]} is in the future"
+        return None
+
+    def clients(row: Row) -> str | None:
+        amount, code = row[at["annual_value"]], row[at["annual_value_currency"]]
+        if (amount is None) != (code is None):
+            return "annual_value and annual_value_currency go together"
+        if amount is not None and not fits_currency(amount, code):
+            return "annual_value has more decimals than its currency allows"
+        return None
+
+    def assignments(row: Row) -> str | None:
+        ends, starts = row[at["ends_at"]], row[at["starts_at"]]
+        if ends is not None and instant_of(ends) <= instant_of(starts):
+            return "ends_at must be after starts_at"
+        return None
+
+    def sales(row: Row) -> str | None:
+        amount, code = row[at["amount"]], row[at["currency"]]
+        if not fits_currency(amount, code):
+            return f"amount has more decimals than {code} allows"
+        if row[at["kind"]] == "refund" and is_positive(amount):
+            return "a refund's amount cannot be positive"
+        return future(row)
+
+    def interactions(row: Row) -> str | None:
+        minutes = row[at["duration_minutes"]]
+        return future(row) or (
+            "duration_minutes cannot be negative"
+            if minutes is not None and minutes.startswith("-")
+            else None
+        )
+
+    def quotas(row: Row) -> str | None:
+        try:
+            period = calendar.resolve(row[at["period"]])
+        except ValueError as exc:
+            return str(exc)
+        row[-2], row[-1] = utc_text(period.start), utc_text(period.end)
+        amount, code, count = (
+            row[at["target_amount"]],
+            row[at["target_currency"]],
+            row[at["target_count"]],
+        )
+        if row[at["metric"]] == "sales_amount":
+            if amount is None or code is None or not is_positive(amount):
+                return "sales_amount needs a positive target_amount and target_currency"
+            if count is not None or row[at["channel"]] is not None:
+                return "sales_amount takes no target_count or channel"
             if not fits_currency(amount, code):
-                raise ValueError(f"target_amount has more decimals than {code} allows")
-        elif not row["target_count"] or row["target_count"] <= 0 or row["target_amount"]:
-            raise ValueError("interaction_count needs a positive target_count and no amount")
+                return f"target_amount has more decimals than {code} allows"
+        elif count is None or int(count) <= 0 or (amount is not None and amount.strip("-0.")):
+            return "interaction_count needs a positive target_count and no amount"
+        return None
+
+    checks: dict[str, Check] = {
+        "clients": clients,
+        "assignments": assignments,
+        "sales": sales,
+        "interactions": interactions,
+        "quotas": quotas,
+    }
+    return checks.get(resource, future)
 
 
-def _records(
+class _NulWatch(io.RawIOBase):
+    """The uploaded bytes, noting whether a NUL byte has been read so far: only then are
+    cells searched for it (PostgreSQL text cannot hold NUL)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.nul = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        if b"\x00" in data:
+            self.nul = True
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@dataclass
+class Parsed:
+    """An opened file: its CSV reader positioned after the header, and where each column
+    of the format is in a record (-1: left out, read as blank) and how it is parsed."""
+
+    reader: Iterator[list[str]]
+    watch: _NulWatch
+    width: int
+    columns: list[Column]
+    plan: list[tuple[int, Parser]]
+    required: Callable[[Row], tuple[Any, ...]]
+    check: Check
+
+
+def _open(
     resource: str, columns: list[Column], stream: IO[bytes], calendar: FiscalCalendar
-) -> Iterator[tuple[Any, ...]]:
-    """Parse the file record by record into staging tuples (row_no, error, values...).
-    UTF-8 with or without BOM; CRLF, LF and newlines inside quoted cells."""
+) -> Parsed:
+    """Read and check the header. UTF-8 with or without BOM; CRLF, LF and newlines inside
+    quoted cells. Raises Unprocessable when the file is empty, not UTF-8 or its header
+    does not fit the format."""
     csv.field_size_limit(MAX_CELL)
-    reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
+    watch = _NulWatch(stream)
+    decoded = io.TextIOWrapper(
+        io.BufferedReader(watch, READ_BYTES), encoding="utf-8-sig", newline=""
+    )
+    reader = csv.reader(decoded)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
@@ -153,49 +253,79 @@ def _records(
             + (f"missing required column(s) {', '.join(missing)}; " if missing else "")
             + f"expected {', '.join(names)}.",
         )
-    index = {name: header.index(name) for name in names if name in header}
+    plan = [(header.index(c.name) if c.name in header else -1, c.parse) for c in columns]
+    # Positions in a staged row of the required columns (2: after row_no and error).
+    required = operator.itemgetter(*(i + 2 for i, c in enumerate(columns) if c.required), 0)
+    cutoff = utc_text(datetime.now(UTC) + FUTURE_TOLERANCE)
+    check = _cross_checks(resource, names, calendar, cutoff)
+    return Parsed(reader, watch, len(header), columns, plan, required, check)
+
+
+def _reason(parsed: Parsed, cells: list[str]) -> tuple[str, str | None]:
+    """Why a record's cells do not parse (the first bad column in format order) and its
+    external_ref when that parsed."""
+    ref = None
+    for (index, parse), column in zip(parsed.plan, parsed.columns, strict=True):
+        try:
+            value = parse(cells[index].strip())
+        except ValueError as exc:
+            return f"{column.name}: {exc}", ref
+        if value is None and column.required:
+            return f"{column.name} is required", ref
+        if column.name == "external_ref":
+            ref = value
+    raise AssertionError("the cells parse")  # pragma: no cover
+
+
+def _records(parsed: Parsed) -> Iterator[Row]:
+    """The staged rows, record by record: ``[row_no, None, cells..., period_start,
+    period_end]`` as COPY text (None is NULL), or ``[row_no, reason, external_ref, None...]``
+    for a row that cannot be written. Blank records are skipped but keep their number.
+    Raises Unprocessable for a record that is not UTF-8 or not CSV."""
+    reader, watch, width, plan, required, check = (
+        parsed.reader,
+        parsed.watch,
+        parsed.width,
+        parsed.plan,
+        parsed.required,
+        parsed.check,
+    )
+    nothing = [None] * (len(plan) + 1)
     row_no = 1
     try:
         for cells in reader:
             row_no += 1
-            if not any(cell.strip() for cell in cells):
-                continue  # a blank line: no row, but it keeps its number
-            values: dict[str, Any] = {name: None for name in names}
-            values.update(period_start=None, period_end=None)
-            error = None
-            if len(cells) != len(header):
-                error = f"has {len(cells)} cells, the header has {len(header)}"
-            elif any("\x00" in cell for cell in cells):
+            ref: str | None = None
+            if len(cells) != width:
+                if not any(cell.strip() for cell in cells):
+                    continue  # a blank line: no row, but it keeps its number
+                error: str | None = f"has {len(cells)} cells, the header has {width}"
+            elif watch.nul and any("\x00" in cell for cell in cells):
                 error = "contains a NUL character"
             else:
-                for column in columns:
-                    raw = cells[index[column.name]].strip() if column.name in index else ""
-                    if raw == "":
-                        if column.required:
-                            error = f"{column.name} is required"
-                            break
+                cells.append("")  # what a left-out column (index -1) reads
+                try:
+                    row: Row = [
+                        row_no,
+                        None,
+                        *[parse(cells[i].strip()) for i, parse in plan],
+                        None,
+                        None,
+                    ]
+                    bad = None in required(row)
+                except ValueError:
+                    bad = True
+                if bad:
+                    if not any(cell.strip() for cell in cells):
+                        continue  # separators only
+                    error, ref = _reason(parsed, cells)
+                else:
+                    error = check(row)
+                    if error is None:
+                        yield row
                         continue
-                    try:
-                        values[column.name] = column.parse(raw)
-                    except ValueError as exc:
-                        error = f"{column.name}: {exc}"
-                        break
-                if error is None:
-                    try:
-                        _cross_checks(resource, values, calendar)
-                    except ValueError as exc:
-                        error = str(exc)
-            if error is not None:
-                keep = {"external_ref": values["external_ref"] or None}
-                yield (row_no, error, *(keep.get(c.name) for c in columns), None, None)
-            else:
-                yield (
-                    row_no,
-                    None,
-                    *(values[c.name] for c in columns),
-                    values["period_start"],
-                    values["period_end"],
-                )
+                    ref = row[2]
+            yield [row_no, error, ref, *nothing]
     except UnicodeDecodeError as exc:
         raise Unprocessable(f"Row {row_no + 1} is not valid UTF-8.") from exc
     except csv.Error as exc:
@@ -209,65 +339,73 @@ async def _stage(
     stream: IO[bytes],
     calendar: FiscalCalendar,
 ) -> int:
+    """Load the file into the temporary table ``import_rows``; answers its row count.
+    The rows go to COPY as CSV text in chunks while the next ones are parsed, so the
+    server parses its side (numbers, instants) at the same time."""
+    parsed = _open(resource, columns, stream, calendar)
     await conn.execute(text("DROP TABLE IF EXISTS import_rows"))
     column_ddl = ", ".join(f"{c.name} {c.pg_type}" for c in columns)
     extra_ddl = ", ".join(f"{name} {kind}" for name, kind in EXTRA_COLUMNS)
     await conn.execute(
         text(
             f"CREATE TEMP TABLE import_rows (row_no int PRIMARY KEY, error text,"
-            f" in_batch boolean NOT NULL DEFAULT true, {column_ddl}, {extra_ddl})"
-            " ON COMMIT DROP"
+            f" {column_ddl}, {extra_ddl}) ON COMMIT DROP"
         )
     )
     raw = (await conn.get_raw_connection()).driver_connection
     assert raw is not None
     names = ["row_no", "error", *(c.name for c in columns), "period_start", "period_end"]
-    batch: list[tuple[Any, ...]] = []
-    count = 0
-    for record in _records(resource, columns, stream, calendar):
-        batch.append(record)
-        if len(batch) >= BATCH_ROWS:
-            await raw.copy_records_to_table("import_rows", records=batch, columns=names)
-            count += len(batch)
-            batch = []
-    if batch:
-        await raw.copy_records_to_table("import_rows", records=batch, columns=names)
-        count += len(batch)
+    records = _records(parsed)
+    failed: list[Unprocessable] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")  # CR and LF in cells get quoted
+        while True:
+            try:
+                writer.writerows(islice(records, COPY_ROWS))
+            except Unprocessable as exc:
+                failed.append(exc)  # raised once COPY has ended cleanly
+                return
+            data = buffer.getvalue()
+            if not data:
+                return
+            buffer.seek(0)
+            buffer.truncate()
+            yield data.encode()
+
+    status = await raw.copy_to_table("import_rows", source=chunks(), columns=names, format="csv")
+    if failed:
+        raise failed[0]
     await conn.execute(text("ANALYZE import_rows"))
-    return count
+    return int(status.split()[-1])
 
 
-async def _write(conn: AsyncConnection, spec: Resource, binds: dict[str, Any]) -> list[Any]:
-    """The upsert and the after-steps for the rows ``in_batch``; ``(id, created)`` rows."""
-    rows = [(r.id, r.created) for r in (await conn.execute(text(spec.upsert), binds)).all()]
-    for statement in spec.after:
-        rows += [(r.id, False) for r in (await conn.execute(text(statement), binds)).all()]
-    return rows
+@dataclass
+class Written:
+    """What the write statements of one import did: rows created and updated, and
+    whether a batch had to be split (a refused row)."""
+
+    created: int = 0
+    updated: int = 0
+    split: bool = False
 
 
 async def _apply(
-    conn: AsyncConnection,
-    spec: Resource,
-    binds: dict[str, Any],
-    lo: int,
-    hi: int,
-    whole: bool = False,
-) -> list[Any]:
+    conn: AsyncConnection, spec: Resource, binds: dict[str, Any], lo: int, hi: int, out: Written
+) -> None:
     """Write rows ``lo..hi`` in one savepoint; when the database refuses, split the range
     until the refused row is found and marked, so nothing of it stays and the others go
-    in. (A parent or lead named by a row of a later half is linked by the final pass.)"""
-    if not whole:  # staged rows start with in_batch = true: the first try needs no UPDATE
-        await conn.execute(
-            text("UPDATE import_rows SET in_batch = (row_no BETWEEN :lo AND :hi)"),
-            {"lo": lo, "hi": hi},
-        )
+    in. (A link to a row of a later half is set by ``relink`` at the end.)"""
     savepoint = await conn.begin_nested()
     try:
-        rows = await _write(conn, spec, binds)
+        row = (await conn.execute(text(spec.write), {**binds, "lo": lo, "hi": hi})).one()
         await savepoint.commit()
-        return rows
+        out.created += row.created
+        out.updated += row.updated
     except DBAPIError as exc:
         await savepoint.rollback()
+        out.split = True
         if lo >= hi:
             reason = (
                 integrity_to_error(exc).detail
@@ -278,11 +416,10 @@ async def _apply(
                 text("UPDATE import_rows SET error = :e WHERE row_no = :n AND error IS NULL"),
                 {"e": reason, "n": lo},
             )
-            return []
+            return
         mid = (lo + hi) // 2
-        return await _apply(conn, spec, binds, lo, mid) + await _apply(
-            conn, spec, binds, mid + 1, hi
-        )
+        await _apply(conn, spec, binds, lo, mid, out)
+        await _apply(conn, spec, binds, mid + 1, hi, out)
 
 
 async def _resolve_pairs(conn: AsyncConnection, statement: str) -> None:
@@ -327,7 +464,10 @@ async def run_import(
     calendar = FiscalCalendar(settings.org.time_zone, settings.org.fiscal_year_start_month)
     report = ImportReport(resource=resource, dry_run=dry_run)
     conn = await session.connection()
-    await conn.execute(text("SET LOCAL statement_timeout = 0"))
+    # UTC: audit values and reasons render instants alike whatever the server's zone;
+    # work_mem: the sorts and hashes over a large file stay in memory.
+    for setting in ("statement_timeout = 0", "TimeZone = 'UTC'", "work_mem = '64MB'"):
+        await conn.execute(text(f"SET LOCAL {setting}"))
     report.rows = await _stage(conn, resource, columns, stream, calendar)
     for check in (sql.DUPLICATES, *spec.checks):
         await conn.execute(text(check))
@@ -336,6 +476,7 @@ async def run_import(
         "roles": roles,
         "request_id": request_id,
         "import_id": import_id,
+        "id_salt": random.getrandbits(12),
     }
     if spec.pairs:
         await _resolve_pairs(conn, spec.pairs)
@@ -343,24 +484,18 @@ async def run_import(
     last_row = (
         await conn.execute(text("SELECT coalesce(max(row_no), 1) FROM import_rows"))
     ).scalar_one()
-    written = await _apply(conn, spec, binds, 2, last_row, whole=True)
-    if spec.after:
-        # Links to rows that a split wrote in a later half; without a split this changes
-        # nothing. A refusal here leaves those links unset (the rows themselves are in).
-        await conn.execute(text("UPDATE import_rows SET in_batch = (error IS NULL)"))
+    written = Written()
+    await _apply(conn, spec, binds, 2, last_row, written)
+    if spec.relink and written.split:
+        # Links to rows that a split wrote in a later half. A refusal here leaves those
+        # links as they were (the rows themselves are in).
         final = await conn.begin_nested()
         try:
-            for statement in spec.after:
-                rows = (await conn.execute(text(statement), binds)).all()
-                written += [(r.id, False) for r in rows]
+            written.updated += (await conn.execute(text(spec.relink), binds)).scalar_one()
             await final.commit()
         except DBAPIError:
             await final.rollback()
-    created = {row_id for row_id, is_new in written if is_new}
-    updated = {row_id for row_id, is_new in written if not is_new} - created
-    if spec.history and created:
-        await conn.execute(text(spec.history), {"actor": actor, "ids": list(created)})
-    report.created, report.updated = len(created), len(updated)
+    report.created, report.updated = written.created, written.updated
     summary = (
         await conn.execute(
             text("SELECT count(*) FILTER (WHERE error IS NOT NULL) FROM import_rows")

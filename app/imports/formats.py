@@ -1,7 +1,8 @@
 """The CSV formats the importer reads, one per resource (documented in README).
 
-Each column has a parser that turns the cell into a typed value or raises ValueError
-with a reason a person can act on. References to other records are external refs
+Each column has a parser that checks a cell and turns it into the canonical text COPY
+loads into the staging column's type, or raises ValueError with a reason a person can
+act on. References to other records are external refs
 (``client_ref`` = a client's ``external_ref``), resolved in SQL after the rows are
 staged. Instants accept RFC 3339 or a bare date (00:00 of that day in the
 organisation's time zone).
@@ -14,28 +15,48 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.core.money import _countries, _currencies, currency_decimals
 from app.core.schemas import _zones
 
-Parser = Callable[[str], Any]
+Parser = Callable[[str], str | None]
+MEMO_SIZE = 4096  # distinct cells remembered per parser (dates repeat; memory stays flat)
 
 
 @dataclass(frozen=True)
 class Column:
+    """A column of a format: its staging type and a parser from a stripped cell to the
+    canonical text COPY loads into that type, None for a blank cell (ValueError with
+    the reason)."""
+
     name: str
     pg_type: str
     parse: Parser
     required: bool = False
 
 
+def _memo(parse: Parser) -> Parser:
+    """``parse`` remembering its answers for the last MEMO_SIZE distinct cells."""
+    seen: dict[str, str | None] = {}
+
+    def remembered(value: str) -> str | None:
+        hit = seen.get(value)
+        if hit is None:
+            hit = parse(value)
+            if len(seen) >= MEMO_SIZE:
+                seen.clear()
+            seen[value] = hit
+        return hit
+
+    return remembered
+
+
 def text(max_length: int) -> Parser:
-    def parse(value: str) -> str:
+    def parse(value: str) -> str | None:
         if len(value) > max_length:
             raise ValueError(f"longer than {max_length} characters")
-        return value
+        return value or None
 
     return parse
 
@@ -43,89 +64,147 @@ def text(max_length: int) -> Parser:
 def one_of(*choices: str) -> Parser:
     allowed = frozenset(choices)
 
-    def parse(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
-        return value
+    def parse(value: str) -> str | None:
+        if value in allowed or not value:
+            return value or None
+        raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
 
     return parse
 
 
-def decimal(value: str) -> Decimal:
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]+)?")  # ASCII: COPY reads it as is
+_GROUPED_DECIMAL = re.compile(r"-?[\d,]+(\.\d+)?")
+
+
+def decimal(value: str) -> str | None:
+    """A decimal number below 10**15 in magnitude (``1,234.5`` and ``1e3`` accepted), as
+    plain ASCII digits: ``-?[0-9]+(\\.[0-9]+)?``."""
+    if _PLAIN_DECIMAL.fullmatch(value) or not value:
+        return value or None
     try:
-        number = Decimal(
-            value.replace(",", "") if re.fullmatch(r"-?[\d,]+(\.\d+)?", value) else value
-        )
+        number = Decimal(value.replace(",", "") if _GROUPED_DECIMAL.fullmatch(value) else value)
     except InvalidOperation as exc:
         raise ValueError(f"{value!r} is not a decimal number") from exc
     if not number.is_finite() or abs(number) >= Decimal("1e15"):
         raise ValueError(f"{value!r} is out of range")
-    return number
+    return format(number, "f")
 
 
-def integer(value: str) -> int:
+def decimals_of(number: str) -> int:
+    """Significant fraction digits of a :func:`decimal` answer (``12.50`` → 1)."""
+    return len(number.partition(".")[2].rstrip("0"))
+
+
+def is_positive(number: str) -> bool:
+    """Whether a :func:`decimal` answer is above zero."""
+    return not number.startswith("-") and number.strip("0.") != ""
+
+
+def integer(value: str) -> str | None:
+    if not value:
+        return None
     if not re.fullmatch(r"-?\d{1,9}", value):
         raise ValueError(f"{value!r} is not a whole number")
-    return int(value)
+    return str(int(value))  # ASCII digits for COPY
 
 
-def boolean(value: str) -> bool:
+def boolean(value: str) -> str | None:
+    if not value:
+        return None
     lowered = value.lower()
     if lowered in ("true", "yes", "1", "y"):
-        return True
+        return "t"
     if lowered in ("false", "no", "0", "n"):
-        return False
+        return "f"
     raise ValueError(f"{value!r} is not true/false")
 
 
-def currency(value: str) -> str:
-    code = value.upper()
-    if code not in _currencies():
-        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-    return code
+def code_in(known: frozenset[str], what: str, *, upper: bool = True) -> Parser:
+    """A code from ``known`` (ISO currencies, countries, IANA zones); upper-cased first
+    unless ``upper`` is False."""
+
+    def parse(value: str) -> str | None:
+        code = value.upper() if upper else value
+        if code in known or not value:
+            return code or None
+        raise ValueError(f"{value!r} is not {what}")
+
+    return parse
 
 
-def country(value: str) -> str:
-    code = value.upper()
-    if code not in _countries():
-        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
-    return code
-
-
-def time_zone(value: str) -> str:
-    if value not in _zones():
-        raise ValueError(f"{value!r} is not an IANA time zone")
-    return value
-
-
-def email(value: str) -> str:
+def email(value: str) -> str | None:
+    if not value:
+        return None
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value) or len(value) > 320:
         raise ValueError(f"{value!r} is not an e-mail address")
     return value
 
 
-def day(value: str) -> date:
+def _day(value: str) -> str | None:
+    if not value:
+        return None
     try:
-        return date.fromisoformat(value)
+        return date.fromisoformat(value).isoformat()
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
 
 
+day = _memo(_day)
+
+
+def utc_text(moment: datetime) -> str:
+    """An aware instant as ISO 8601 in UTC (``2024-02-10T09:00:00+00:00``): these strings
+    sort as the instants do."""
+    return moment.astimezone(UTC).isoformat()
+
+
+# RFC 3339 as PostgreSQL reads it too (offsets within ±14:59): sent to COPY as written.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:0[0-9]|1[0-4]):[0-5][0-9])"
+)
+
+
 def instant_in(zone: str) -> Parser:
+    """RFC 3339 with an offset, or a bare date meaning 00:00 in ``zone``. Answers the
+    cell itself when it is plain RFC 3339, else :func:`utc_text`."""
     tz = ZoneInfo(zone)
 
-    def parse(value: str) -> datetime:
+    def bad(value: str) -> ValueError:
+        return ValueError(f"{value!r} is not a date or an RFC 3339 instant")
+
+    def parse_day(value: str) -> str | None:
         try:
-            if len(value) == 10:
-                return datetime.combine(date.fromisoformat(value), datetime.min.time(), tz)
+            return utc_text(datetime.combine(date.fromisoformat(value), datetime.min.time(), tz))
+        except (ValueError, OverflowError) as exc:
+            raise bad(value) from exc
+
+    on_day = _memo(parse_day)
+
+    def parse(value: str) -> str | None:
+        if len(value) == 10:
+            return on_day(value)
+        if not value:
+            return None
+        try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise ValueError(f"{value!r} is not a date or an RFC 3339 instant") from exc
+            raise bad(value) from exc
         if parsed.tzinfo is None:
             raise ValueError(f"{value!r} has no UTC offset")
-        return parsed.astimezone(UTC)
+        if _RFC3339.fullmatch(value):
+            return value
+        try:
+            return utc_text(parsed)
+        except OverflowError as exc:
+            raise bad(value) from exc
 
     return parse
+
+
+def instant_of(value: str) -> datetime:
+    """The aware instant an :func:`instant_in` answer names."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 SEGMENTS = ("strategic", "key", "enterprise", "mid_market", "small")
@@ -156,6 +235,9 @@ SALE_KINDS = ("new", "renewal", "upsell", "cross_sell", "refund")
 def formats(time_zone_name: str) -> dict[str, list[Column]]:
     """Columns of every importable resource (``external_ref`` first, always required)."""
     at = instant_in(time_zone_name)
+    currency = code_in(_currencies(), "an ISO 4217 currency code")
+    country = code_in(_countries(), "an ISO 3166-1 alpha-2 country code")
+    time_zone = code_in(_zones(), "an IANA time zone", upper=False)
     ref = Column("external_ref", "text", text(100), required=True)
     return {
         "managers": [
@@ -242,6 +324,9 @@ def formats(time_zone_name: str) -> dict[str, list[Column]]:
     }
 
 
-def fits_currency(amount: Decimal, code: str) -> bool:
-    """Whether ``amount`` has no more decimals than the currency's minor unit."""
-    return amount == amount.quantize(Decimal(1).scaleb(-currency_decimals(code)))
+def fits_currency(amount: str, code: str) -> bool:
+    """Whether a :func:`decimal` answer has no more decimals than the currency's minor
+    unit (trailing zeros do not count)."""
+    allowed = currency_decimals(code)
+    dot = amount.find(".")
+    return dot < 0 or len(amount) - dot - 1 <= allowed or decimals_of(amount) <= allowed

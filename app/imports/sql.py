@@ -1,20 +1,202 @@
 """Set-based SQL of the importer, per resource, over the staging table ``import_rows``.
 
-``CHECKS`` mark rows that cannot be written (``error``) — unresolved references,
-conflicts with stored rows or with earlier rows of the same file — before anything is
-written, so constraint violations are the exception. ``UPSERT`` writes the rows of the
-current batch (``in_batch``) that passed, keyed on ``external_ref``: a new ref inserts,
-a known one updates only when something differs; it returns ``id``, ``created`` and
-``row_no``. ``AFTER`` runs once the batch is in (e.g. parents and leads named by refs
-that may be in the same file).
+``CHECKS`` mark rows that cannot be written (``error``) — unknown references, conflicts
+with stored rows or with earlier rows of the same file — before anything is written, so
+constraint violations are the exception; they only touch the rows they reject.
+
+``WRITE`` (built by :func:`write`) then writes the rows ``:lo``..``:hi`` that passed, in
+one statement keyed on ``external_ref``:
+
+* ``src``: each row with its references resolved by joins (``client_ref`` → the
+  client's id, ...);
+* ``cls``: the rows that are new, or whose stored twin differs in an updatable column
+  (``IS DISTINCT FROM``). Unchanged rows drop out here, so a re-import writes no row and
+  no audit row;
+* the new rows are inserted, the changed ones updated, and each gets one audit row
+  (source ``import``): ``create``, or ``update`` with ``{column: [before, after]}`` of
+  the changed columns as the API writes them (numbers as strings, instants in ISO 8601);
+  both carry ``import_row`` and ``import_id``;
+* it answers one row, ``created`` and ``updated``: nothing per row goes back.
+
+Rows are written in file order, and new rows get ids that follow it (the UUID version 7
+layout: the statement's millisecond, a per-import salt, the row number as counter,
+random bits), so the primary key, the ``(created_at, id)`` index and the audit index on
+``resource_id`` grow at their right edge instead of at random pages. (Writing client
+records by client instead measured slower on the benchmark's file, whose refs come in
+ascending order: the ``external_ref`` index then loses its locality.)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 OK = "r.error IS NULL"
+BATCH = "r.error IS NULL AND r.row_no BETWEEN :lo AND :hi"
+
+
+def new_id(counter: str) -> str:
+    """A UUID (version 7 layout) whose order follows ``counter`` (an int < 2**30) within a
+    statement: 48 bits of milliseconds, 12 bits of ``:id_salt``, 30 of counter, 32 random."""
+    return (
+        "CAST(lpad(to_hex((CAST(floor(extract(epoch FROM statement_timestamp()) * 1000)"
+        " AS bigint) << 16) | 28672 | CAST(:id_salt AS bigint)), 16, '0')"
+        " || lpad(to_hex(CAST(-9223372036854775808 AS bigint)"
+        f" | (CAST({counter} AS bigint) << 32) | CAST(random() * 4294967295 AS bigint)),"
+        " 16, '0') AS uuid)"
+    )
+
+
+@dataclass(frozen=True)
+class Link:
+    """A reference to a row of the same table (a lead, a parent company), named by
+    ``ref`` and stored in ``column``; it may name a row that is new in the same file."""
+
+    column: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """How the staged rows of one resource become rows of ``table``.
+
+    ``values``: (column, SQL expression over ``r`` = the staged row and the aliases of
+    ``joins``) for every written column but ``id`` and ``external_ref``; ``updatable``:
+    the columns a known ref compares and updates (the link column included);
+    ``client``: the audit row's ``client_id`` over ``c`` (a written row); ``numeric``:
+    columns the audit renders as strings; ``on_create``: extra CTEs over the created
+    rows."""
+
+    table: str
+    joins: str
+    values: tuple[tuple[str, str], ...]
+    updatable: tuple[str, ...]
+    client: str
+    link: Link | None = None
+    numeric: tuple[str, ...] = ()
+    on_create: str = ""
+
+
+def _json(target: Target, expr: str, column: str) -> str:
+    return f"to_jsonb(CAST({expr} AS text))" if column in target.numeric else f"to_jsonb({expr})"
+
+
+def _changes(target: Target) -> str:
+    """The audit row's ``changes``: the import's row and id; for an update, the changed
+    columns as ``[before, after]``."""
+    diff = " || ".join(
+        f"CASE WHEN c.old_{u} IS DISTINCT FROM c.{u} THEN jsonb_build_object('{u}',"
+        f" jsonb_build_array({_json(target, 'c.old_' + u, u)}, {_json(target, 'c.' + u, u)}))"
+        " ELSE CAST('{}' AS jsonb) END"
+        for u in target.updatable
+    )
+    return (
+        "jsonb_build_object('import_row', jsonb_build_array(NULL, c.row_no),"
+        " 'import_id', jsonb_build_array(NULL, CAST(:import_id AS text)))"
+        f" || CASE WHEN c.old_id IS NULL THEN CAST('{{}}' AS jsonb) ELSE {diff} END"
+    )
+
+
+def _audit(target: Target, rows: str, changes: str) -> str:
+    return (
+        "INSERT INTO audit_events (actor, roles, source, request_id, resource, resource_id,"
+        " action, client_id, changes)"
+        " SELECT :actor, CAST(:roles AS text[]), 'import', :request_id,"
+        f" '{target.table}', CAST(c.id AS text),"
+        " CASE WHEN c.old_id IS NULL THEN 'create' ELSE 'update' END,"
+        f" {target.client}, {changes} FROM {rows}"
+    )
+
+
+def write(target: Target) -> str:
+    """The statement that writes the batch ``:lo``..``:hi`` (see the module docstring).
+    Binds: lo, hi, actor, roles, request_id, import_id, id_salt (0..4095)."""
+    table, link = target.table, target.link
+    columns = [name for name, _ in target.values] + ([link.column] if link else [])
+    src = ", ".join(f"{expr} AS {name}" for name, expr in target.values)
+    olds = ", ".join(f"e.{u} AS old_{u}" for u in target.updatable)
+    fresh = f"coalesce(e.id, {new_id('s.row_no')}) AS id"
+    if link is None:
+        staged = (
+            f"src AS (SELECT r.row_no, r.external_ref, {src} FROM import_rows r {target.joins}"
+            f" WHERE {BATCH})"
+        )
+        rows = (
+            f"SELECT s.*, e.id AS old_id, {olds}, {fresh}"
+            f" FROM src s LEFT JOIN {table} e ON e.external_ref = s.external_ref"
+        )
+    else:
+        # A link resolves to a stored row, else to a row created by this statement, else
+        # (its row is in another batch) stays as stored; a blank ref clears it.
+        staged = (
+            f"src AS (SELECT r.row_no, r.external_ref, {src}, r.{link.ref} AS link_ref,"
+            f" lk.id AS link_db FROM import_rows r {target.joins}"
+            f" LEFT JOIN {table} lk ON lk.external_ref = r.{link.ref} WHERE {BATCH}),"
+            f" cur AS MATERIALIZED (SELECT s.*, e.id AS old_id, {olds}, {fresh}"
+            f" FROM src s LEFT JOIN {table} e ON e.external_ref = s.external_ref)"
+        )
+        rows = (
+            "SELECT c.*, CASE WHEN c.link_ref IS NULL THEN NULL"
+            f" ELSE coalesce(c.link_db, f.id, c.old_{link.column}) END AS {link.column}"
+            " FROM cur c LEFT JOIN cur f ON f.external_ref = c.link_ref AND f.old_id IS NULL"
+        )
+    olds_x = ", ".join(f"x.old_{u}" for u in target.updatable)
+    news_x = ", ".join(f"x.{u}" for u in target.updatable)
+    sets = ", ".join(f"{u} = c.{u}" for u in target.updatable)
+    return (
+        f"WITH {staged},"
+        f" cls AS MATERIALIZED (SELECT x.* FROM ({rows}) x"
+        f" WHERE x.old_id IS NULL OR ({olds_x}) IS DISTINCT FROM ({news_x})"
+        " ORDER BY x.row_no),"
+        f" ins AS (INSERT INTO {table} (id, external_ref, {', '.join(columns)}, version,"
+        f" created_by, updated_by) SELECT c.id, c.external_ref,"
+        f" {', '.join('c.' + name for name in columns)}, 1, :actor, :actor"
+        " FROM cls c WHERE c.old_id IS NULL),"
+        f" upd AS (UPDATE {table} t SET {sets}, version = t.version + 1, updated_at = now(),"
+        " updated_by = :actor FROM cls c WHERE c.old_id IS NOT NULL AND t.id = c.old_id),"
+        f" audited AS ({_audit(target, 'cls c', _changes(target))})"
+        f"{target.on_create}"
+        " SELECT count(*) FILTER (WHERE old_id IS NULL) AS created,"
+        " count(*) FILTER (WHERE old_id IS NOT NULL) AS updated FROM cls"
+    )
+
+
+def relink(target: Target) -> str:
+    """After a batch was split (a refused row): set the links that named a row of a
+    later batch. Answers how many rows it changed that no batch had written (their
+    ``updated_at`` is not this transaction's ``now()``)."""
+    assert target.link is not None
+    table, column, ref = target.table, target.link.column, target.link.ref
+    changes = (
+        "jsonb_build_object('import_row', jsonb_build_array(NULL, c.row_no),"
+        " 'import_id', jsonb_build_array(NULL, CAST(:import_id AS text)),"
+        f" '{column}', jsonb_build_array(to_jsonb(c.old_link), to_jsonb(c.link)))"
+    )
+    return (
+        "WITH want AS MATERIALIZED (SELECT t.id, r.row_no, t.id AS old_id,"
+        f" t.{column} AS old_link, lk.id AS link, t.updated_at <> now() AS untouched"
+        f" FROM import_rows r JOIN {table} t ON t.external_ref = r.external_ref"
+        f" LEFT JOIN {table} lk ON lk.external_ref = r.{ref}"
+        f" WHERE {OK} AND (r.{ref} IS NULL OR lk.id IS NOT NULL)"
+        f" AND t.{column} IS DISTINCT FROM lk.id),"
+        f" upd AS (UPDATE {table} t SET {column} = w.link, version = t.version + 1,"
+        " updated_at = now(), updated_by = :actor FROM want w WHERE t.id = w.id),"
+        f" audited AS ({_audit(target, 'want c', changes)})"
+        " SELECT count(*) FILTER (WHERE untouched) FROM want"
+    )
+
+
+def _known(ref: str, table: str, what: str) -> str:
+    """Reject rows whose ``ref`` names no stored row (only those rows are touched)."""
+    return (
+        f"UPDATE import_rows r SET error = '{ref} ' || r.{ref} || ': no {what} with that"
+        f" external_ref' WHERE {OK} AND r.{ref} IS NOT NULL"
+        f" AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.external_ref = r.{ref})"
+    )
 
 
 def _resolve(ref: str, target: str, table: str, what: str) -> list[str]:
+    """Store the referenced id in the staged row (for checks that need it), reject the
+    rows whose ``ref`` names no stored row."""
     return [
         f"UPDATE import_rows r SET {target} = t.id FROM {table} t"
         f" WHERE {OK} AND t.external_ref = r.{ref}",
@@ -66,46 +248,6 @@ DUPLICATES = (
     f" WHERE {OK} AND r.external_ref = d.external_ref AND r.row_no > d.first"
 )
 
-_AUDIT = """
-, audited AS (
-    INSERT INTO audit_events (actor, roles, source, request_id, resource, resource_id,
-                              action, client_id, changes)
-    SELECT :actor, CAST(:roles AS text[]), 'import', :request_id, '{table}', u.id::text,
-           CASE WHEN u.created THEN 'create' ELSE 'update' END, u.client_id,
-           jsonb_build_object('import_row', jsonb_build_array(NULL, u.row_no),
-                              'import_id', jsonb_build_array(NULL, CAST(:import_id AS text)))
-    FROM joined u)
-SELECT id, created, row_no FROM joined
-"""
-
-
-def _upsert(table: str, columns: list[str], select: str, updatable: list[str], client: str) -> str:
-    cols = ", ".join(columns)
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in updatable)
-    old = ", ".join(f"{table}.{c}" for c in updatable)
-    new = ", ".join(f"EXCLUDED.{c}" for c in updatable)
-    return (
-        f"WITH upserted AS (INSERT INTO {table} AS {table} ({cols}, version, created_by,"
-        f" updated_by) {select}"
-        f" ON CONFLICT (external_ref) DO UPDATE SET {sets}, version = {table}.version + 1,"
-        f" updated_at = now(), updated_by = EXCLUDED.updated_by"
-        f" WHERE ({old}) IS DISTINCT FROM ({new})"
-        f" RETURNING {table}.id, (xmax = 0) AS created, {table}.external_ref,"
-        f" {client} AS client_id)"
-        ", joined AS (SELECT u.id, u.created, r.row_no, u.external_ref, u.client_id"
-        " FROM upserted u"
-        " JOIN import_rows r ON r.external_ref = u.external_ref AND r.error IS NULL"
-        " AND r.in_batch)"
-        + _AUDIT.replace("FROM upserted u", "FROM joined u")
-        .replace(
-            "SELECT id, created, row_no FROM upserted", "SELECT id, created, row_no FROM joined"
-        )
-        .format(table=table)
-    )
-
-
-BATCH = "r.error IS NULL AND r.in_batch"
-
 MANAGERS_CHECKS = [
     f"UPDATE import_rows r SET error = 'reports_to_ref cannot be the manager itself'"
     f" WHERE {OK} AND r.reports_to_ref = r.external_ref",
@@ -120,21 +262,20 @@ MANAGERS_CHECKS = [
     " WHERE error IS NULL GROUP BY lower(email) HAVING count(*) > 1) d"
     f" WHERE {OK} AND lower(r.email) = d.email AND r.row_no > d.first",
 ]
-MANAGERS_UPSERT = _upsert(
+MANAGERS = Target(
     "managers",
-    ["id", "external_ref", "email", "full_name", "role", "time_zone", "region", "active"],
-    "SELECT gen_random_uuid(), r.external_ref, r.email, r.full_name,"
-    " coalesce(r.role, 'account_manager'), coalesce(r.time_zone, 'UTC'), r.region,"
-    f" coalesce(r.active, true), 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
-    ["email", "full_name", "role", "time_zone", "region", "active"],
+    "",
+    (
+        ("email", "r.email"),
+        ("full_name", "r.full_name"),
+        ("role", "coalesce(r.role, 'account_manager')"),
+        ("time_zone", "coalesce(r.time_zone, 'UTC')"),
+        ("region", "r.region"),
+        ("active", "coalesce(r.active, true)"),
+    ),
+    ("email", "full_name", "role", "time_zone", "region", "active", "reports_to_id"),
     "NULL::uuid",
-)
-MANAGERS_AFTER = (
-    "UPDATE managers m SET reports_to_id = lead.id, version = m.version + 1,"
-    " updated_at = now(), updated_by = :actor"
-    " FROM import_rows r JOIN managers lead ON lead.external_ref = r.reports_to_ref"
-    f" WHERE {BATCH} AND m.external_ref = r.external_ref"
-    " AND m.reports_to_id IS DISTINCT FROM lead.id RETURNING m.id"
+    link=Link("reports_to_id", "reports_to_ref"),
 )
 
 CLIENTS_CHECKS = [
@@ -143,11 +284,23 @@ CLIENTS_CHECKS = [
     _ref_in_db_or_file("parent_ref", "clients", "client"),
     _no_cycle("clients", "parent_ref", "parent_id", "account"),
 ]
-CLIENTS_UPSERT = _upsert(
+CLIENTS = Target(
     "clients",
-    [
-        "id",
-        "external_ref",
+    "",
+    (
+        ("name", "r.name"),
+        ("legal_name", "r.legal_name"),
+        ("industry", "r.industry"),
+        ("segment", "r.segment"),
+        ("lifecycle_stage", "coalesce(r.lifecycle_stage, 'prospect')"),
+        ("country", "r.country"),
+        ("currency", "r.currency"),
+        ("time_zone", "r.time_zone"),
+        ("renewal_date", "r.renewal_date"),
+        ("annual_value_amount", "r.annual_value"),
+        ("annual_value_currency", "r.annual_value_currency"),
+    ),
+    (
         "name",
         "legal_name",
         "industry",
@@ -159,31 +312,11 @@ CLIENTS_UPSERT = _upsert(
         "renewal_date",
         "annual_value_amount",
         "annual_value_currency",
-    ],
-    "SELECT gen_random_uuid(), r.external_ref, r.name, r.legal_name, r.industry, r.segment,"
-    " coalesce(r.lifecycle_stage, 'prospect'), r.country, r.currency, r.time_zone,"
-    " r.renewal_date, r.annual_value, r.annual_value_currency, 1, :actor, :actor"
-    f" FROM import_rows r WHERE {BATCH}",
-    [
-        "name",
-        "legal_name",
-        "industry",
-        "segment",
-        "lifecycle_stage",
-        "country",
-        "currency",
-        "time_zone",
-        "renewal_date",
-        "annual_value_amount",
-        "annual_value_currency",
-    ],
-    "clients.id",
-)
-CLIENTS_AFTER = (
-    "UPDATE clients c SET parent_id = p.id, version = c.version + 1, updated_at = now(),"
-    " updated_by = :actor FROM import_rows r JOIN clients p ON p.external_ref = r.parent_ref"
-    f" WHERE {BATCH} AND c.external_ref = r.external_ref AND c.parent_id IS DISTINCT FROM p.id"
-    " RETURNING c.id"
+        "parent_id",
+    ),
+    "c.id",
+    link=Link("parent_id", "parent_ref"),
+    numeric=("annual_value_amount",),
 )
 
 _OVERLAP = (
@@ -214,24 +347,41 @@ ASSIGNMENTS_PAIRS = (
     " AND tstzrange(x.starts_at, x.ends_at, '[)') && tstzrange(r.starts_at, r.ends_at, '[)')"
     f" AND {_OVERLAP}"
 )
-ASSIGNMENTS_UPSERT = _upsert(
+ASSIGNMENTS = Target(
     "assignments",
-    ["id", "external_ref", "client_id", "manager_id", "role", "starts_at", "ends_at", "reason"],
-    "SELECT gen_random_uuid(), r.external_ref, r.client_id, r.manager_id, r.role,"
-    f" r.starts_at, r.ends_at, r.reason, 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
-    ["client_id", "manager_id", "role", "starts_at", "ends_at", "reason"],
-    "assignments.client_id",
+    "",
+    (
+        ("client_id", "r.client_id"),
+        ("manager_id", "r.manager_id"),
+        ("role", "r.role"),
+        ("starts_at", "r.starts_at"),
+        ("ends_at", "r.ends_at"),
+        ("reason", "r.reason"),
+    ),
+    ("client_id", "manager_id", "role", "starts_at", "ends_at", "reason"),
+    "c.client_id",
 )
 
 INTERACTIONS_CHECKS = [
-    *_resolve("client_ref", "client_id", "clients", "client"),
-    *_resolve("manager_ref", "manager_id", "managers", "manager"),
+    _known("client_ref", "clients", "client"),
+    _known("manager_ref", "managers", "manager"),
 ]
-INTERACTIONS_UPSERT = _upsert(
+INTERACTIONS = Target(
     "interactions",
-    [
-        "id",
-        "external_ref",
+    "JOIN clients ct ON ct.external_ref = r.client_ref"
+    " JOIN managers mt ON mt.external_ref = r.manager_ref",
+    (
+        ("client_id", "ct.id"),
+        ("manager_id", "mt.id"),
+        ("channel", "r.channel"),
+        ("direction", "r.direction"),
+        ("occurred_at", "r.occurred_at"),
+        ("duration_minutes", "r.duration_minutes"),
+        ("subject", "r.subject"),
+        ("notes", "r.notes"),
+        ("sentiment", "r.sentiment"),
+    ),
+    (
         "client_id",
         "manager_id",
         "channel",
@@ -241,26 +391,12 @@ INTERACTIONS_UPSERT = _upsert(
         "subject",
         "notes",
         "sentiment",
-    ],
-    "SELECT gen_random_uuid(), r.external_ref, r.client_id, r.manager_id, r.channel,"
-    " r.direction, r.occurred_at, r.duration_minutes, r.subject, r.notes, r.sentiment,"
-    f" 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
-    [
-        "client_id",
-        "manager_id",
-        "channel",
-        "direction",
-        "occurred_at",
-        "duration_minutes",
-        "subject",
-        "notes",
-        "sentiment",
-    ],
-    "interactions.client_id",
+    ),
+    "c.client_id",
 )
 
 COMPLAINTS_CHECKS = [
-    *_resolve("client_ref", "client_id", "clients", "client"),
+    _known("client_ref", "clients", "client"),
     "UPDATE import_rows r SET error = 'responded_at ' || r.responded_at || ' is before"
     f" received_at ' || r.received_at WHERE {OK} AND r.responded_at < r.received_at",
     "UPDATE import_rows r SET error = 'a closed complaint needs responded_at'"
@@ -269,82 +405,89 @@ COMPLAINTS_CHECKS = [
 # A new complaint gets its status history: open at received_at and, when closed, the
 # legal path acknowledged → in_progress → resolved → closed at responded_at. A known ref
 # only updates its descriptive fields (history is never rewritten).
-COMPLAINTS_UPSERT = _upsert(
-    "complaints",
-    [
-        "id",
-        "external_ref",
-        "client_id",
-        "title",
-        "description",
-        "category",
-        "severity",
-        "channel",
-        "received_at",
-        "status",
-        "resolution",
-        "first_responded_at",
-        "resolved_at",
-        "active_time",
-        "clock_since",
-        "clock_running",
-        "assignee_id",
-    ],
-    "SELECT gen_random_uuid(), r.external_ref, r.client_id, r.title, r.description,"
-    " r.category, r.severity, r.channel, r.received_at, coalesce(r.status, 'open'),"
-    " CASE WHEN r.status = 'closed' THEN coalesce(r.resolution, 'Closed (imported)')"
-    " ELSE r.resolution END, r.responded_at,"
-    " CASE WHEN r.status = 'closed' THEN r.responded_at END,"
-    " CASE WHEN r.status = 'closed' THEN r.responded_at - r.received_at ELSE interval '0' END,"
-    " CASE WHEN r.status = 'closed' THEN r.responded_at ELSE r.received_at END,"
-    " coalesce(r.status, 'open') = 'open',"
-    " (SELECT a.manager_id FROM assignments a WHERE a.client_id = r.client_id"
-    " AND a.role IN ('primary', 'cover') AND a.period @> r.received_at"
-    " ORDER BY a.role = 'cover' DESC LIMIT 1),"
-    f" 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
-    ["title", "description", "category", "severity"],
-    "complaints.client_id",
-)
 COMPLAINTS_HISTORY = (
-    "INSERT INTO complaint_transitions (id, complaint_id, client_id, from_status, to_status,"
-    " at, actor) SELECT gen_random_uuid(), c.id, c.client_id, s.from_status, s.to_status,"
-    " s.at, :actor FROM complaints c JOIN unnest(CAST(:ids AS uuid[])) AS n(id) ON n.id = c.id,"
+    ", history AS (INSERT INTO complaint_transitions (id, complaint_id, client_id,"
+    " from_status, to_status, at, actor) SELECT gen_random_uuid(), c.id, c.client_id,"
+    " s.from_status, s.to_status, s.at, :actor FROM cls c,"
     " LATERAL (VALUES (1, NULL, 'open', c.received_at),"
     " (2, 'open', 'acknowledged', c.first_responded_at),"
     " (3, 'acknowledged', 'in_progress', c.first_responded_at),"
     " (4, 'in_progress', 'resolved', c.first_responded_at),"
     " (5, 'resolved', 'closed', c.first_responded_at)) AS s(step, from_status, to_status, at)"
-    " WHERE s.step = 1 OR c.status = 'closed' ORDER BY c.id, s.step"
+    " WHERE c.old_id IS NULL AND (s.step = 1 OR c.status = 'closed') ORDER BY c.row_no, s.step)"
+)
+COMPLAINTS = Target(
+    "complaints",
+    "JOIN clients ct ON ct.external_ref = r.client_ref",
+    (
+        ("client_id", "ct.id"),
+        ("title", "r.title"),
+        ("description", "r.description"),
+        ("category", "r.category"),
+        ("severity", "r.severity"),
+        ("channel", "r.channel"),
+        ("received_at", "r.received_at"),
+        ("status", "coalesce(r.status, 'open')"),
+        (
+            "resolution",
+            "CASE WHEN r.status = 'closed' THEN coalesce(r.resolution, 'Closed (imported)')"
+            " ELSE r.resolution END",
+        ),
+        ("first_responded_at", "r.responded_at"),
+        ("resolved_at", "CASE WHEN r.status = 'closed' THEN r.responded_at END"),
+        (
+            "active_time",
+            "CASE WHEN r.status = 'closed' THEN r.responded_at - r.received_at"
+            " ELSE interval '0' END",
+        ),
+        (
+            "clock_since",
+            "CASE WHEN r.status = 'closed' THEN r.responded_at ELSE r.received_at END",
+        ),
+        ("clock_running", "coalesce(r.status, 'open') = 'open'"),
+        (
+            "assignee_id",
+            "(SELECT a.manager_id FROM assignments a WHERE a.client_id = ct.id"
+            " AND a.role IN ('primary', 'cover') AND a.period @> r.received_at"
+            " ORDER BY a.role = 'cover' DESC LIMIT 1)",
+        ),
+    ),
+    ("title", "description", "category", "severity"),
+    "c.client_id",
+    on_create=COMPLAINTS_HISTORY,
 )
 
+# The credited manager, when the row names none: the client's cover, else primary, at
+# closed_at.
+_RESPONSIBLE = (
+    "(SELECT a.manager_id FROM assignments a WHERE a.client_id = ct.id"
+    " AND a.role IN ('primary', 'cover') AND a.period @> r.closed_at"
+    " ORDER BY a.role = 'cover' DESC LIMIT 1)"
+)
 SALES_CHECKS = [
-    *_resolve("client_ref", "client_id", "clients", "client"),
-    *_resolve("credited_manager_ref", "manager_id", "managers", "manager"),
-    "UPDATE import_rows r SET manager_id = (SELECT a.manager_id FROM assignments a"
-    " WHERE a.client_id = r.client_id AND a.role IN ('primary', 'cover')"
-    " AND a.period @> r.closed_at ORDER BY a.role = 'cover' DESC LIMIT 1)"
-    f" WHERE {OK} AND r.manager_id IS NULL",
+    _known("client_ref", "clients", "client"),
+    _known("credited_manager_ref", "managers", "manager"),
     "UPDATE import_rows r SET error = 'client ' || r.client_ref || ' had no responsible"
     " manager at ' || r.closed_at || '; give credited_manager_ref'"
-    f" WHERE {OK} AND r.manager_id IS NULL",
+    f" FROM clients ct WHERE {OK} AND r.credited_manager_ref IS NULL"
+    f" AND ct.external_ref = r.client_ref AND {_RESPONSIBLE} IS NULL",
 ]
-SALES_UPSERT = _upsert(
+SALES = Target(
     "sales",
-    [
-        "id",
-        "external_ref",
-        "client_id",
-        "amount",
-        "currency",
-        "closed_at",
-        "kind",
-        "product",
-        "credited_manager_id",
-    ],
-    "SELECT gen_random_uuid(), r.external_ref, r.client_id, r.amount, r.currency, r.closed_at,"
-    f" r.kind, r.product, r.manager_id, 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
-    ["client_id", "amount", "currency", "closed_at", "kind", "product", "credited_manager_id"],
-    "sales.client_id",
+    "JOIN clients ct ON ct.external_ref = r.client_ref"
+    " LEFT JOIN managers mt ON mt.external_ref = r.credited_manager_ref",
+    (
+        ("client_id", "ct.id"),
+        ("amount", "r.amount"),
+        ("currency", "r.currency"),
+        ("closed_at", "r.closed_at"),
+        ("kind", "r.kind"),
+        ("product", "r.product"),
+        ("credited_manager_id", f"coalesce(mt.id, {_RESPONSIBLE})"),
+    ),
+    ("client_id", "amount", "currency", "closed_at", "kind", "product", "credited_manager_id"),
+    "c.client_id",
+    numeric=("amount",),
 )
 
 QUOTAS_CHECKS = [
@@ -361,11 +504,21 @@ QUOTAS_PAIRS = (
     f" WHERE {OK} AND x.error IS NULL AND tstzrange(x.period_start, x.period_end, '[)')"
     " && tstzrange(r.period_start, r.period_end, '[)')"
 )
-QUOTAS_UPSERT = _upsert(
+QUOTAS = Target(
     "quotas",
-    [
-        "id",
-        "external_ref",
+    "",
+    (
+        ("manager_id", "r.manager_id"),
+        ("metric", "r.metric"),
+        ("period_label", "r.period"),
+        ("period_start", "r.period_start"),
+        ("period_end", "r.period_end"),
+        ("target_amount", "r.target_amount"),
+        ("target_currency", "r.target_currency"),
+        ("target_count", "r.target_count"),
+        ("channel", "r.channel"),
+    ),
+    (
         "manager_id",
         "metric",
         "period_label",
@@ -375,20 +528,17 @@ QUOTAS_UPSERT = _upsert(
         "target_currency",
         "target_count",
         "channel",
-    ],
-    "SELECT gen_random_uuid(), r.external_ref, r.manager_id, r.metric, r.period,"
-    " r.period_start, r.period_end, r.target_amount, r.target_currency, r.target_count,"
-    f" r.channel, 1, :actor, :actor FROM import_rows r WHERE {BATCH}",
-    [
-        "manager_id",
-        "metric",
-        "period_label",
-        "period_start",
-        "period_end",
-        "target_amount",
-        "target_currency",
-        "target_count",
-        "channel",
-    ],
+    ),
     "NULL::uuid",
+    numeric=("target_amount",),
 )
+
+MANAGERS_WRITE = write(MANAGERS)
+CLIENTS_WRITE = write(CLIENTS)
+ASSIGNMENTS_WRITE = write(ASSIGNMENTS)
+INTERACTIONS_WRITE = write(INTERACTIONS)
+COMPLAINTS_WRITE = write(COMPLAINTS)
+SALES_WRITE = write(SALES)
+QUOTAS_WRITE = write(QUOTAS)
+MANAGERS_RELINK = relink(MANAGERS)
+CLIENTS_RELINK = relink(CLIENTS)
