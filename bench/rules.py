@@ -2,8 +2,9 @@
 
 Run by hand: ``.venv/bin/python bench/rules.py [--scale 1.0] [--scales 0.25,0.5,1.0]``
 (default: the three scales 0.25, 0.5 and 1.0; ``--keep`` keeps the databases,
-``--reuse`` reuses a kept database of the same scale, emptying only the rule tables;
-``--explain-all`` prints the plans at every scale, not only the largest).
+``--reuse`` reuses a kept database of the same scale, migrating it to head and emptying
+only the rule tables; ``--explain-all`` prints the plans at every scale, not only the
+largest; ``--no-explain`` prints none).
 
 For each scale it (re)creates the database ``ams_bench_rules_<scale>`` (``1_0``,
 ``0_25``...) on ``DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/
@@ -23,18 +24,23 @@ inserted), VACUUM ANALYZEs every table but the empty ones the rule engine writes
   prints its wall time (with the commit), the engine's own ``duration_ms``, the three
   phases (fact tables, matching, apply: the engine's private ``_prepare_facts`` /
   ``_match`` / ``_apply`` wrapped with a timer while it runs), every SQL statement's
-  time and each rule's ``match_ms``, matches and raised flags;
-* runs it again at the same ``as_of`` (nothing changes) and prints its time and
-  whether it wrote rows (flags, flag_events, client_health_history before and after);
+  time and CPU time of the server process (``/proc``: less noisy than wall time on a
+  shared machine; parallel workers not included), each rule's ``match_ms``, matches and
+  raised flags, the WAL written meanwhile (by the whole server; its biggest record
+  kinds where ``pg_walinspect`` is available) and the rows each rule table got
+  inserted / updated / deleted (``pg_stat_user_tables``);
+* runs it again at the same ``as_of`` (nothing changes) and prints the same, checking
+  that it wrote no row but its ``rule_runs`` row (row counts and ``n_tup_ins`` /
+  ``n_tup_upd`` / ``n_tup_del`` before and after);
 * at the largest scale, replays the re-run's statements in a transaction that is rolled
   back, each under ``EXPLAIN (ANALYZE, BUFFERS)``, and prints the plans of the client
-  facts ``CREATE TABLE AS``, the quota facts, the two slowest rules and the slowest apply
-  statement; at the smallest scale, replays the first run's apply statements the same
-  way, twice, with the rule tables emptied inside the transaction (TRUNCATE): once never
-  analyzed (as after the migration), once ANALYZEd as empty, and prints the plans of the
-  two slowest of each;
+  facts, the quota facts, the staging of the changes, the two slowest rules and the
+  slowest apply statement; at the smallest scale, replays the first run's apply
+  statements the same way, twice, with the rule tables emptied inside the transaction
+  (TRUNCATE): once never analyzed (as after the migration), once ANALYZEd as empty, and
+  prints the plans of the two slowest of each;
 
-and finally a table of the scales (rows, load, full run, re-run) to show the growth.
+and finally a table of the scales (rows, load, full run, re-run, CPU) to show the growth.
 
 The data at scale 1.0 (everything scales linearly except the FX rates), reproducible
 (``setseed``) relative to the anchor (now, to the second, at load time; kept in the
@@ -809,6 +815,97 @@ async def rule_table_counts(url: str) -> dict[str, int]:
         await conn.close()
 
 
+def backend_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a local server process (``/proc``; 0 where there is
+    none): less sensitive than wall time to other work on a shared machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wal_lsn(url: str) -> str:
+    conn = await asyncpg.connect(plain(url))
+    try:
+        return str(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+    finally:
+        await conn.close()
+
+
+async def wal_since(url: str, lsn: str) -> tuple[int, list[str]]:
+    """Bytes of WAL written since ``lsn`` (by everything on the server) and, where the
+    database has the pg_walinspect extension, the biggest kinds of records."""
+    conn = await asyncpg.connect(plain(url))
+    try:
+        end = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+        size = int(
+            await conn.fetchval(
+                "SELECT pg_wal_lsn_diff(CAST($1::text AS pg_lsn), CAST($2::text AS pg_lsn))",
+                end,
+                lsn,
+            )
+        )
+        kinds: list[str] = []
+        if size > 2**20 and await conn.fetchval(
+            "SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'"
+        ):
+            try:
+                rows = await conn.fetch(
+                    'SELECT "resource_manager/record_type" AS kind, count, combined_size,'
+                    " fpi_size FROM pg_get_wal_stats(CAST($1::text AS pg_lsn),"
+                    " CAST($2::text AS pg_lsn), true) ORDER BY combined_size DESC LIMIT 8",
+                    lsn,
+                    end,
+                )
+                kinds = [
+                    f"{r['kind']} {r['count']:,} records {r['combined_size'] / 2**20:,.1f} MB"
+                    f" (full pages {r['fpi_size'] / 2**20:,.1f} MB)"
+                    for r in rows
+                ]
+            except asyncpg.PostgresError as exc:  # WAL already recycled
+                kinds = [f"(no breakdown: {exc})"]
+        return size, kinds
+    finally:
+        await conn.close()
+
+
+async def rule_table_activity(url: str) -> dict[str, tuple[int, int, int]]:
+    """Rows inserted, updated and deleted so far in each rule table (``pg_stat_user_tables``;
+    a backend reports them when idle or on exit, so read after the run's engine is
+    disposed, and again until two reads agree)."""
+    conn = await asyncpg.connect(plain(url))
+    try:
+        previous: dict[str, tuple[int, int, int]] | None = None
+        for _ in range(20):
+            rows = await conn.fetch(
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables"
+                " WHERE relname = ANY($1::text[])",
+                list(RULE_TABLES),
+            )
+            current = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+            if current == previous:
+                return current
+            previous = current
+            await asyncio.sleep(0.5)
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+        return previous or {}
+    finally:
+        await conn.close()
+
+
+async def try_walinspect(url: str) -> None:
+    """pg_walinspect (contrib) in the bench database, for the WAL breakdown, if the server
+    has it."""
+    conn = await asyncpg.connect(plain(url))
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    except asyncpg.PostgresError as exc:
+        print(f"    (no WAL breakdown: {exc})")
+    finally:
+        await conn.close()
+
+
 async def data_profile(url: str) -> None:
     conn = await asyncpg.connect(plain(url))
     try:
@@ -834,6 +931,7 @@ class Statement:
     sql: str
     params: tuple[Any, ...]
     ms: float = 0.0
+    cpu_ms: float = 0.0  # of the server process (10 ms ticks; parallel workers not seen)
 
     @property
     def label(self) -> str:
@@ -842,20 +940,23 @@ class Statement:
             keys = [p for p in self.params if isinstance(p, str) and p in CATALOGUE]
             return f"match {keys[0] if keys else '?'}"
         for prefix, name in (
+            ("CREATE TEMP TABLE rule_open_complaints", "facts: open complaints"),
             ("CREATE TEMP TABLE rule_client_facts", "facts: clients CREATE TABLE AS"),
-            ("CREATE UNIQUE INDEX ON rule_client_facts", "facts: clients index"),
-            ("ANALYZE rule_client_facts", "facts: clients ANALYZE"),
-            ("CREATE TEMP TABLE rule_quota_facts", "facts: quotas CREATE TABLE"),
-            ("INSERT INTO rule_quota_facts", "facts: quotas INSERT … SELECT"),
+            ("CREATE TEMP TABLE rule_quota_facts", "facts: quotas CREATE TABLE AS"),
+            ("ANALYZE rule_client_facts", "facts: ANALYZE"),
             ("CREATE TEMP TABLE rule_matches", "match: CREATE TABLE"),
-            ("CREATE INDEX ON rule_matches", "match: index"),
-            ("ANALYZE rule_matches", "match: ANALYZE"),
+            ("CREATE TEMP TABLE rule_changes", "changes: stage (FULL JOIN)"),
+            ("SELECT action, count(*) FROM rule_changes", "changes: count"),
+            ("ANALYZE rule_changes", "changes: ANALYZE"),
             ("CREATE TEMP TABLE rule_changed_clients", "apply: CREATE TABLE"),
             ("WITH due AS", "apply: reopen"),
             ("WITH gone AS", "apply: resolve"),
             ("WITH raised AS", "apply: raise"),
+            ("CREATE TEMP TABLE rule_scores", "apply: stage health scores"),
             ("INSERT INTO client_health_history", "apply: health points"),
             ("DROP TABLE IF EXISTS rule_client_facts", "facts: drop leftovers"),
+            ("SET LOCAL work_mem", "SET work_mem"),
+            ("SELECT set_config('temp_buffers'", "SET temp_buffers"),
             ("SELECT pg_advisory_xact_lock", "advisory lock"),
             ("SET LOCAL statement_timeout", "SET statement_timeout"),
             ("INSERT INTO rule_runs", "rule_runs INSERT"),
@@ -880,6 +981,11 @@ class Evaluation:
     load_before: float = 0.0  # 1-minute load average of the machine (other work on it)
     load_after: float = 0.0
     settings: dict[str, str] = field(default_factory=dict)  # the app's connection settings
+    wal_bytes: int = 0  # WAL written during the run (by the whole server)
+    cpu_s: float = 0.0  # CPU time of the run's server process (not of parallel workers)
+    wal_kinds: list[str] = field(default_factory=list)  # the biggest WAL record kinds
+    # Per rule table: rows inserted, updated, deleted by the run (pg_stat_user_tables).
+    activity: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @contextmanager
@@ -923,35 +1029,42 @@ async def app_engine(url: str) -> AsyncIterator[Any]:
 
 async def evaluate(url: str, as_of: datetime) -> Evaluation:
     before = await rule_table_counts(url)
+    activity_before = await rule_table_activity(url)
+    lsn_before = await wal_lsn(url)
     load_before = os.getloadavg()[0]
     phases: dict[str, float] = {}
     statements: list[Statement] = []
     async with app_engine(url) as engine:
         sessionmaker = create_sessionmaker(engine)
         async with engine.connect() as warm:  # open the pooled connection outside the timing
+            # The pool's one connection, which the run then uses: its server process.
+            backend = int((await warm.execute(text("SELECT pg_backend_pid()"))).scalar_one())
             settings = {
                 name: value
                 for name, value in await warm.execute(
                     text("SELECT name, setting FROM pg_settings WHERE source = 'client'")
                 )
             }
-        started: list[float] = []
+        started: list[tuple[float, float]] = []
 
         def before_execute(
             conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any
         ) -> None:
             statements.append(Statement(statement, tuple(parameters or ())))
-            started.append(time.perf_counter())
+            started.append((time.perf_counter(), backend_cpu_s(backend)))
 
         def after_execute(
             conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any
         ) -> None:
-            statements[-1].ms = (time.perf_counter() - started.pop()) * 1000
+            wall, cpu = started.pop()
+            statements[-1].ms = (time.perf_counter() - wall) * 1000
+            statements[-1].cpu_ms = (backend_cpu_s(backend) - cpu) * 1000
 
         event.listen(engine.sync_engine, "before_cursor_execute", before_execute)
         event.listen(engine.sync_engine, "after_cursor_execute", after_execute)
         try:
             with phase_timers(phases):
+                cpu_before = backend_cpu_s(backend)
                 start = time.perf_counter()
                 async with sessionmaker.begin() as session:
                     run = await run_rules(
@@ -965,10 +1078,13 @@ async def evaluate(url: str, as_of: datetime) -> Evaluation:
                     )
                     committing = time.perf_counter()
                 finished = time.perf_counter()
+                cpu_s = backend_cpu_s(backend) - cpu_before
         finally:
             event.remove(engine.sync_engine, "before_cursor_execute", before_execute)
             event.remove(engine.sync_engine, "after_cursor_execute", after_execute)
+    wal_bytes, wal_kinds = await wal_since(url, lsn_before)
     after = await rule_table_counts(url)
+    activity_after = await rule_table_activity(url)
     return Evaluation(
         wall_s=finished - start,
         commit_s=finished - committing,
@@ -981,6 +1097,13 @@ async def evaluate(url: str, as_of: datetime) -> Evaluation:
         load_before=load_before,
         load_after=os.getloadavg()[0],
         settings=settings,
+        wal_bytes=wal_bytes,
+        wal_kinds=wal_kinds,
+        cpu_s=cpu_s,
+        activity={
+            t: tuple(a - b for a, b in zip(activity_after[t], activity_before[t], strict=True))
+            for t in activity_after
+        },
     )
 
 
@@ -988,7 +1111,8 @@ def print_evaluation(title: str, ev: Evaluation, statements: bool) -> None:
     p = ev.phases
     print(
         f"\n  {title}: {ev.wall_s:.2f} s wall (run_rules + commit; engine duration_ms"
-        f" {ev.engine_ms:,}; commit {ev.commit_s:.2f} s; load average"
+        f" {ev.engine_ms:,}; commit {ev.commit_s:.2f} s; server process CPU {ev.cpu_s:.2f} s;"
+        " load average"
         f" {ev.load_before:.2f} → {ev.load_after:.2f} on {os.cpu_count()} CPUs)"
     )
     print(
@@ -1011,10 +1135,17 @@ def print_evaluation(title: str, ev: Evaluation, statements: bool) -> None:
         "    rows written: "
         + ", ".join(f"{t} {ev.before[t]:,} → {ev.after[t]:,} (+{delta[t]:,})" for t in ev.after)
     )
+    print(f"    WAL written during the run (whole server): {ev.wal_bytes / 2**20:,.1f} MB")
+    for kind in ev.wal_kinds:
+        print(f"      {kind}")
+    print(
+        "    rows inserted/updated/deleted (pg_stat_user_tables): "
+        + ", ".join(f"{t} {'/'.join(f'{n:,}' for n in a)}" for t, a in ev.activity.items())
+    )
     if statements:
-        print("    statements (time as seen by the driver):")
+        print("    statements (time as seen by the driver; CPU of the server process):")
         for s in ev.statements:
-            print(f"      {s.label:<36} {s.ms:>10,.1f} ms")
+            print(f"      {s.label:<36} {s.ms:>10,.1f} ms  CPU {s.cpu_ms:>8,.0f} ms")
 
 
 # ----------------------------------------------------------------------------- EXPLAIN
@@ -1025,16 +1156,18 @@ def explainable(s: Statement) -> bool:
     return (
         head.startswith("INSERT INTO")
         or head.startswith("WITH ")
-        or (head.startswith("CREATE TEMP TABLE") and " AS SELECT" in head)
+        or (head.startswith("CREATE TEMP TABLE") and (" AS SELECT" in head or " AS WITH" in head))
     )
 
 
 def engine_statements(ev: Evaluation) -> list[Statement]:
-    """The run's statements from the fact tables to the health points."""
+    """The run's statements from its settings to the health points, without the writes
+    of its ``rule_runs`` row (the replay's run row is the original's)."""
     labels = [s.label for s in ev.statements]
-    first = labels.index("facts: drop leftovers")
-    last = labels.index("apply: health points")
-    return ev.statements[first : last + 1]
+    first = labels.index("SET statement_timeout")
+    # A run that changes nothing ends with its changes counted.
+    last = max(i for i, label in enumerate(labels) if label.startswith(("apply: ", "changes: ")))
+    return [s for s in ev.statements[first : last + 1] if not s.label.startswith("rule_runs")]
 
 
 async def explain_replay(
@@ -1130,7 +1263,8 @@ async def explain_rerun(url: str, rerun: Evaluation) -> None:
             print(f"    {s.label:<36} {execution_ms(p):>10,.1f}")
     by_label = {s.label: p for s, p in again}
     print_plan("client facts CREATE TABLE AS", by_label["facts: clients CREATE TABLE AS"])
-    print_plan("quota facts INSERT … SELECT", by_label["facts: quotas INSERT … SELECT"])
+    print_plan("quota facts CREATE TABLE AS", by_label["facts: quotas CREATE TABLE AS"])
+    print_plan("changes FULL JOIN", by_label["changes: stage (FULL JOIN)"])
     for s, p in slowest(again, "match ")[:2]:
         print_plan(f"{s.label} (INSERT INTO rule_matches … SELECT)", p)
     for s, p in slowest(again, "apply: ")[:1]:
@@ -1181,6 +1315,9 @@ async def bench_scale(
     print(f"\n=== scale {scale:g}: database {database}", flush=True)
     loaded: Loaded | None = None
     if reuse_db and await database_exists(server_url, database):
+        start = time.perf_counter()
+        await asyncio.to_thread(migrate, url)  # a kept database may predate a migration
+        print(f"  migrated the kept database to head in {time.perf_counter() - start:.1f} s")
         loaded = await reuse(url, scale, analyze_rule_tables)
         if loaded is not None:
             print(
@@ -1201,6 +1338,7 @@ async def bench_scale(
             f"  loaded {loaded.rows:,} rows in {loaded.load_s:.1f} s (with index rebuild, VACUUM)"
         )
     await data_profile(url)
+    await try_walinspect(url)
     # as_of a little ahead of now, as a scheduled run's (now): the engine takes the
     # open complaints' state from their running totals when as_of >= now, from their
     # transition history for a past as_of; both runs must take the same path.
@@ -1214,10 +1352,11 @@ async def bench_scale(
     rerun = await evaluate(url, as_of)
     print_evaluation("re-run, same as_of", rerun, statements=True)
     wrote = {t: rerun.after[t] - rerun.before[t] for t in rerun.after if t != "rule_runs"}
+    touched = {t: a for t, a in rerun.activity.items() if t != "rule_runs" and any(a)}
     print(
-        "    re-run wrote flag rows: "
-        + ("no" if not any(wrote.values()) else "YES " + repr(wrote))
-        + " (rule_runs gets its one row per run)"
+        "    re-run wrote rule rows: "
+        + ("no" if not any(wrote.values()) and not touched else f"YES {wrote!r} {touched!r}")
+        + f" (rule_runs: its own row, inserted/updated/deleted {rerun.activity.get('rule_runs')})"
     )
     if plans or first_run:
         await explain(url, full, rerun, plans, first_run)
@@ -1232,7 +1371,7 @@ def print_summary(results: list[ScaleResult]) -> None:
     print(
         f"  {'scale':>5} {'clients':>10} {'rows':>12} {'load s':>8} {'full run s':>11}"
         f" {'facts':>6} {'match':>6} {'apply':>6} {'re-run s':>9} {'flags':>8}"
-        f" {'full/row':>9} {'re-run/row':>11} {'loadavg':>8}"
+        f" {'full/row':>9} {'re-run/row':>11} {'full CPU':>9} {'re-run CPU':>11} {'loadavg':>8}"
     )
     base = results[0]
     for r in results:
@@ -1244,11 +1383,13 @@ def print_summary(results: list[ScaleResult]) -> None:
             f" {r.full.wall_s:>11.2f} {p.get('_prepare_facts', 0):>6.2f}"
             f" {p.get('_match', 0):>6.2f} {p.get('_apply', 0):>6.2f} {r.rerun.wall_s:>9.2f}"
             f" {r.full.after['flags']:>8,} {per_row:>9.2f} {per_row_again:>11.2f}"
+            f" {r.full.cpu_s:>9.2f} {r.rerun.cpu_s:>11.2f}"
             f" {max(r.full.load_before, r.full.load_after, r.rerun.load_after):>8.2f}"
         )
     print(
         "  full/row, re-run/row: time per loaded row relative to the smallest scale (1.00 ="
-        " linear); loadavg: the highest 1-minute load average seen around the runs"
+        " linear); CPU: seconds of the run's server process; loadavg: the highest 1-minute"
+        " load average seen around the runs"
     )
 
 
@@ -1299,10 +1440,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 scale,
                 keep=args.keep,
                 reuse_db=args.reuse,
-                plans=args.explain_all or scale == scales[-1],
+                plans=not args.no_explain and (args.explain_all or scale == scales[-1]),
                 # The first run's apply replayed twice: where it is quadratic, at the
                 # smallest scale only unless asked.
-                first_run=args.explain_all or scale == scales[0],
+                first_run=not args.no_explain and (args.explain_all or scale == scales[0]),
                 analyze_rule_tables=args.analyze_empty_rule_tables,
             )
         )
@@ -1318,6 +1459,7 @@ def main() -> None:
         "--reuse", action="store_true", help="reuse a kept database of the same scale"
     )
     parser.add_argument("--explain-all", action="store_true", help="print the plans at every scale")
+    parser.add_argument("--no-explain", action="store_true", help="print no plans (faster)")
     parser.add_argument(
         "--analyze-empty-rule-tables",
         action="store_true",

@@ -84,12 +84,7 @@ class Interaction(ResourceMixin, Base):
         CheckConstraint(
             "(next_step_description IS NULL) = (next_step_done IS NULL)", name="next_step"
         ),
-        Index("ix_interactions_client_id_occurred_at", "client_id", "occurred_at"),
-        Index("ix_interactions_manager_id_occurred_at", "manager_id", "occurred_at"),
+        # (client_id, occurred_at), (manager_id, occurred_at) and the open next steps by
+        # due date are indexed with included columns in app/rules/models.py.
         Index("ix_interactions_created_at_id", "created_at", "id"),
-        Index(
-            "ix_interactions_open_next_step_due_at",
-            "next_step_due_at",
-            postgresql_where=text("next_step_done IS false"),
-        ),
     )

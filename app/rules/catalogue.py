@@ -24,6 +24,31 @@ from app.rules.models import SubjectType
 SEGMENTS = ("strategic", "key", "enterprise", "mid_market", "small")
 
 
+# The latest rate base -> quote published on or before a date: a direct rate or the
+# inverse of quote -> base, whichever is newer. Each arm is one backward step of
+# uq_fx_rates_base_quote_valid_on (ORDER BY ... LIMIT 1 per arm); callers look it up
+# once per distinct (base, quote, date), never per sale. ``{b}``, ``{q}``, ``{d}``: the
+# enclosing query's base, quote and date expressions.
+_FX_LOOKUP = """
+SELECT c.rate FROM (
+    (SELECT x.rate, x.valid_on FROM fx_rates x
+     WHERE x.base = {b} AND x.quote = {q} AND x.valid_on <= {d}
+     ORDER BY x.valid_on DESC LIMIT 1)
+    UNION ALL
+    (SELECT 1 / x.rate, x.valid_on FROM fx_rates x
+     WHERE x.base = {q} AND x.quote = {b} AND x.valid_on <= {d}
+     ORDER BY x.valid_on DESC LIMIT 1)) c
+ORDER BY c.valid_on DESC LIMIT 1
+"""
+
+
+def fx_lookup(base: str, quote: str, on: str) -> str:
+    """SQL of a scalar subquery / LATERAL body with column ``rate``: the latest FX rate
+    ``base`` -> ``quote`` (currency codes) on or before the date ``on`` (SQL
+    expressions of the enclosing query); no row when none was published."""
+    return _FX_LOOKUP.format(b=base, q=quote, d=on)
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,7 +114,10 @@ class NoRecentContact(Rule):
             "(CAST(:p_days_by_segment AS jsonb) ->> f.segment)::int AS threshold, "
             "extract(epoch FROM CAST(:as_of AS timestamptz) "
             "- coalesce(f.last_interaction_at, f.created_at)) / 86400 AS days) x"
-            " WHERE x.days > x.threshold"
+            # days > threshold, compared as instants (cheaper than a numeric per client);
+            # 24-hour days, as the evidence's days.
+            " WHERE coalesce(f.last_interaction_at, f.created_at)"
+            " < CAST(:as_of AS timestamptz) - x.threshold * interval '24 hours'"
         )
 
 
@@ -107,9 +135,7 @@ class Unassigned(Rule):
         return _client_select("jsonb_build_object('responsible_manager', NULL)") + (
             " FROM rule_client_facts f"
             " WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE a.client_id = f.client_id"
-            " AND a.role = 'primary' AND a.period @> CAST(:as_of AS timestamptz))"
-            " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.client_id = f.client_id"
-            " AND a.role = 'cover' AND a.period @> CAST(:as_of AS timestamptz))"
+            " AND a.role IN ('primary', 'cover') AND a.period @> CAST(:as_of AS timestamptz))"
         )
 
 
@@ -249,7 +275,8 @@ class RenewalAtRisk(Rule):
             "/ 86400 AS days) x"
             " WHERE f.renewal_date >= CAST(:today AS date)"
             " AND f.renewal_date <= CAST(:today AS date) + :p_within_days"
-            " AND (x.days > :p_no_contact_days OR f.open_complaints > 0)"
+            " AND (f.open_complaints > 0 OR coalesce(f.last_interaction_at, f.created_at)"
+            " < CAST(:as_of AS timestamptz) - make_interval(hours => 24 * :p_no_contact_days))"
         )
 
 
@@ -280,34 +307,36 @@ class RevenueDecline(Rule):
 
     @classmethod
     def sql(cls) -> str:
+        # One FX rate per pair of currencies (the rate of as_of's local date), looked up
+        # before the sales are read; the sales are then converted and summed in one pass.
+        # (A product of numerics is exact: sum(amount * rate) = sum(amount) * rate.)
         return (
-            "WITH per_currency AS ("
-            " SELECT s.client_id, s.currency,"
-            " sum(s.amount) FILTER (WHERE s.closed_at >= CAST(:as_of AS timestamptz) "
-            "- make_interval(days => :p_window_days)) AS recent,"
-            " sum(s.amount) FILTER (WHERE s.closed_at < CAST(:as_of AS timestamptz) "
-            "- make_interval(days => :p_window_days)) AS previous"
+            # DISTINCT per column: the planner then estimates the few currencies from the
+            # column statistics (a plain UNION is guessed at thousands of rows, squared).
+            "WITH currencies AS (SELECT DISTINCT base AS code FROM fx_rates"
+            " UNION SELECT DISTINCT quote FROM fx_rates),"
+            " rates AS MATERIALIZED ("
+            " SELECT a.code AS base, b.code AS quote, fx.rate"
+            " FROM currencies a JOIN currencies b ON a.code <> b.code"
+            " LEFT JOIN LATERAL ("
+            + fx_lookup("a.code", "b.code", "CAST(:today AS date)")
+            + ") fx ON true),"
+            " converted AS ("
+            " SELECT s.client_id, f.currency,"
+            " coalesce(sum(s.amount * x.rate) FILTER (WHERE s.closed_at >= "
+            "CAST(:as_of AS timestamptz) - make_interval(days => :p_window_days)), 0) AS recent,"
+            " coalesce(sum(s.amount * x.rate) FILTER (WHERE s.closed_at < "
+            "CAST(:as_of AS timestamptz) - make_interval(days => :p_window_days)), 0)"
+            " AS previous,"
+            " bool_or(x.rate IS NULL) AS missing_rate"
             " FROM sales s JOIN rule_client_facts f ON f.client_id = s.client_id"
+            " LEFT JOIN rates r ON r.base = s.currency AND r.quote = f.currency,"
+            " LATERAL (SELECT CASE WHEN s.currency = f.currency THEN 1::numeric"
+            " ELSE r.rate END AS rate) x"
             " WHERE s.closed_at >= CAST(:as_of AS timestamptz) "
             "- make_interval(days => 2 * :p_window_days)"
             " AND s.closed_at < CAST(:as_of AS timestamptz)"
-            " GROUP BY s.client_id, s.currency),"
-            " converted AS ("
-            " SELECT p.client_id, f.currency,"
-            " sum(coalesce(p.recent, 0) * r.rate) AS recent,"
-            " sum(coalesce(p.previous, 0) * r.rate) AS previous,"
-            " bool_or(r.rate IS NULL) AS missing_rate"
-            " FROM per_currency p JOIN rule_client_facts f ON f.client_id = p.client_id"
-            " LEFT JOIN LATERAL ("
-            "  SELECT 1::numeric AS rate WHERE p.currency = f.currency"
-            "  UNION ALL (SELECT c.rate FROM ("
-            "   SELECT fx.rate, fx.valid_on FROM fx_rates fx WHERE fx.base = p.currency"
-            "   AND fx.quote = f.currency AND fx.valid_on <= CAST(:today AS date)"
-            "   UNION ALL SELECT 1 / fx.rate, fx.valid_on FROM fx_rates fx"
-            "   WHERE fx.base = f.currency AND fx.quote = p.currency"
-            "   AND fx.valid_on <= CAST(:today AS date)) c"
-            "   ORDER BY c.valid_on DESC LIMIT 1) LIMIT 1) r ON true"
-            " GROUP BY p.client_id, f.currency)"
+            " GROUP BY s.client_id, f.currency)"
             " SELECT c.client_id AS subject_id, c.client_id, NULL::uuid AS quota_id,"
             " NULL::uuid AS manager_id, jsonb_build_object("
             "'recent', round(c.recent, 4), 'previous', round(c.previous, 4),"

@@ -26,6 +26,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, ResourceMixin
+from app.interactions.models import Interaction
+from app.sales.models import Sale
 
 
 class FlagStatus(StrEnum):
@@ -150,8 +152,10 @@ class Flag(ResourceMixin, Base):
             postgresql_where=text("status <> 'resolved'"),
         ),
         Index("ix_flags_client_id_status", "client_id", "status"),
-        Index("ix_flags_quota_id", "quota_id"),
-        Index("ix_flags_manager_id", "manager_id"),
+        # Partial: most flags are about a client and have neither (fewer index writes
+        # when a run raises many flags); lookups by a value still use them.
+        Index("ix_flags_quota_id", "quota_id", postgresql_where=text("quota_id IS NOT NULL")),
+        Index("ix_flags_manager_id", "manager_id", postgresql_where=text("manager_id IS NOT NULL")),
         Index("ix_flags_created_at_id", "created_at", "id"),
     )
 
@@ -199,3 +203,33 @@ class HealthPoint(Base):
         CheckConstraint("score BETWEEN 0 AND 100", name="score_range"),
         Index("ix_client_health_history_client_id_at", "client_id", "at"),
     )
+
+
+# Indexes of other domains' tables that exist for the rule engine (migration
+# 0011_rules_perf), all read index-only: every client's last interactions with their
+# sentiment, every manager's interactions with their channel (quota counts), the open
+# next steps by due date with their client (overdue follow-ups), and the sales of a
+# time window with their client, currency and amount (revenue decline).
+Index(
+    "ix_interactions_client_id_occurred_at_sentiment",
+    Interaction.client_id,
+    Interaction.occurred_at,
+    postgresql_include=["sentiment"],
+)
+Index(
+    "ix_interactions_manager_id_occurred_at_channel",
+    Interaction.manager_id,
+    Interaction.occurred_at,
+    postgresql_include=["channel"],
+)
+Index(
+    "ix_interactions_open_next_step_due_at_client_id",
+    Interaction.next_step_due_at,
+    postgresql_include=["client_id", "id"],
+    postgresql_where=text("next_step_done IS false"),
+)
+Index(
+    "ix_sales_closed_at_client_id",
+    Sale.closed_at,
+    postgresql_include=["client_id", "currency", "amount"],
+)
