@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from app.config import Settings
 from app.core.auth import Role
 from app.core.errors import Unprocessable
-from app.imports.engine import run_import
+from app.imports.engine import RESOURCES, run_import
+from app.imports.router import ImportResource
 from tests.assertions import assert_invalid, assert_problem
 from tests.conftest import make_token
 from tests.factories import count_rows
@@ -1254,6 +1255,9 @@ class TestEndpoint:
             ("import", "test-admin", ["admin"])
         ]
         assert audit[0].request_id == request_id
+
+    def test_the_documented_resources_are_the_importers(self) -> None:
+        assert [r.value for r in ImportResource] == list(RESOURCES)
 
     async def test_bad_resource_is_a_422(self, client: AsyncClient) -> None:
         response = await upload(client, "invoices", csv_bytes(self.FILE))
