@@ -120,6 +120,12 @@ def register_constraint(name: str, status: int, message: str, field: str | None 
     _CONSTRAINTS[name] = ConstraintRule(status, message, field)
 
 
+def constraint_message(name: str | None) -> str | None:
+    """The message registered for database constraint ``name``, if any."""
+    rule = _CONSTRAINTS.get(name or "")
+    return rule.message if rule is not None else None
+
+
 def problem_response(
     request: Request,
     status: int,

@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.config import Settings
-from app.core.errors import Unprocessable, integrity_to_error
+from app.core.errors import Unprocessable, constraint_message
 from app.core.periods import FiscalCalendar
 from app.imports import sql
 from app.imports.formats import (
@@ -61,11 +61,22 @@ class Resource:
     write: str
     relink: str | None = None
     pairs: str | None = None
+    rejected_refs: str | None = None  # repeated after the checks until it refuses none
 
 
 RESOURCES: dict[str, Resource] = {
-    "managers": Resource(sql.MANAGERS_CHECKS, sql.MANAGERS_WRITE, sql.MANAGERS_RELINK),
-    "clients": Resource(sql.CLIENTS_CHECKS, sql.CLIENTS_WRITE, sql.CLIENTS_RELINK),
+    "managers": Resource(
+        sql.MANAGERS_CHECKS,
+        sql.MANAGERS_WRITE,
+        sql.MANAGERS_RELINK,
+        rejected_refs=sql.ref_to_rejected_row("reports_to_ref", "managers"),
+    ),
+    "clients": Resource(
+        sql.CLIENTS_CHECKS,
+        sql.CLIENTS_WRITE,
+        sql.CLIENTS_RELINK,
+        rejected_refs=sql.ref_to_rejected_row("parent_ref", "clients"),
+    ),
     "assignments": Resource(
         sql.ASSIGNMENTS_CHECKS, sql.ASSIGNMENTS_WRITE, pairs=sql.ASSIGNMENTS_PAIRS
     ),
@@ -118,7 +129,7 @@ def _cross_checks(resource: str, names: list[str], calendar: FiscalCalendar, cut
     function answering the reason a row breaks one, or None. ``cutoff`` is the latest
     accepted instant (:func:`utc_text`); quotas get their period's bounds filled in."""
     at = {name: i for i, name in enumerate(["row_no", "error", *names])}
-    late = [at[k] for k in ("closed_at", "occurred_at", "received_at") if k in at]
+    late = [at[k] for k in ("closed_at", "occurred_at", "received_at", "responded_at") if k in at]
     limit = instant_of(cutoff)
     # Cells carry their own offsets: only those dated near the cutoff are parsed again.
     near = (limit - timedelta(days=2)).date().isoformat()
@@ -178,8 +189,11 @@ def _cross_checks(resource: str, names: list[str], calendar: FiscalCalendar, cut
                 return "sales_amount takes no target_count or channel"
             if not fits_currency(amount, code):
                 return f"target_amount has more decimals than {code} allows"
-        elif count is None or int(count) <= 0 or (amount is not None and amount.strip("-0.")):
-            return "interaction_count needs a positive target_count and no amount"
+        elif count is None or int(count) <= 0 or amount is not None or code is not None:
+            return (
+                "interaction_count needs a positive target_count and no target_amount or "
+                "target_currency"
+            )
         return None
 
     checks: dict[str, Check] = {
@@ -389,6 +403,14 @@ class Written:
     created: int = 0
     updated: int = 0
     split: bool = False
+    refused: int = 0
+
+
+# Rows the database may refuse (constraints no check foresaw) before the importer stops
+# looking for them one by one: each costs ~log2(batch) savepoints, and thousands of
+# savepoints exhaust the server's lock table. The rest of such a range is reported, not
+# written; the file can be imported again once the named rows are fixed.
+MAX_REFUSED = 100
 
 
 async def _apply(
@@ -406,20 +428,39 @@ async def _apply(
     except DBAPIError as exc:
         await savepoint.rollback()
         out.split = True
-        if lo >= hi:
-            reason = (
-                integrity_to_error(exc).detail
-                if isinstance(exc, IntegrityError)
-                else "the database refused this row"
+        if out.refused >= MAX_REFUSED:
+            await conn.execute(
+                text(
+                    "UPDATE import_rows SET error = :e"
+                    " WHERE row_no BETWEEN :lo AND :hi AND error IS NULL"
+                ),
+                {
+                    "e": f"not written: the database refused more than {MAX_REFUSED} rows"
+                    " of this file; fix the rows it names and import the file again",
+                    "lo": lo,
+                    "hi": hi,
+                },
             )
+            return
+        if lo >= hi:
+            out.refused += 1
             await conn.execute(
                 text("UPDATE import_rows SET error = :e WHERE row_no = :n AND error IS NULL"),
-                {"e": reason, "n": lo},
+                {"e": _refusal(exc), "n": lo},
             )
             return
         mid = (lo + hi) // 2
         await _apply(conn, spec, binds, lo, mid, out)
         await _apply(conn, spec, binds, mid + 1, hi, out)
+
+
+def _refusal(exc: DBAPIError) -> str:
+    """Why the database refused one row: the API's message for a known constraint, else
+    the constraint's name (something a person can look up), else a generic reason."""
+    name = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+    if isinstance(exc, IntegrityError) and name:
+        return constraint_message(name) or f"the database refused this row (constraint {name})"
+    return "the database refused this row"
 
 
 async def _resolve_pairs(conn: AsyncConnection, statement: str) -> None:
@@ -471,6 +512,9 @@ async def run_import(
     report.rows = await _stage(conn, resource, columns, stream, calendar)
     for check in (sql.DUPLICATES, *spec.checks):
         await conn.execute(text(check))
+    if spec.rejected_refs is not None:
+        while (await conn.execute(text(spec.rejected_refs))).rowcount:
+            pass
     binds = {
         "actor": actor,
         "roles": roles,

@@ -73,7 +73,8 @@ def one_of(*choices: str) -> Parser:
 
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]+)?")  # ASCII: COPY reads it as is
-_GROUPED_DECIMAL = re.compile(r"-?[\d,]+(\.\d+)?")
+# Commas only between groups of three digits: "1,5" (a decimal comma) is no number here.
+_GROUPED_DECIMAL = re.compile(r"-?\d{1,3}(?:,\d{3})+(\.\d+)?")
 
 
 def decimal(value: str) -> str | None:

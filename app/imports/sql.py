@@ -215,6 +215,20 @@ def _ref_in_db_or_file(ref: str, table: str, what: str) -> str:
     )
 
 
+def ref_to_rejected_row(ref: str, table: str) -> str:
+    """Refuse rows whose ``ref`` names a row of the same file that was refused, when no
+    stored record has that external_ref either (the link would silently be lost). Run
+    until it refuses nothing: a chain is refused one link per run."""
+    return (
+        f"UPDATE import_rows r SET error = '{ref} ' || r.{ref} || ': its row ' || o.row_no"
+        f" || ' was rejected' FROM import_rows o WHERE {OK} AND o.external_ref = r.{ref}"
+        " AND o.error IS NOT NULL"
+        f" AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.external_ref = r.{ref})"
+        f" AND NOT EXISTS (SELECT 1 FROM import_rows g WHERE g.external_ref = r.{ref}"
+        " AND g.error IS NULL)"
+    )
+
+
 def _no_cycle(table: str, ref: str, fk: str, what: str) -> str:
     """Refuse file rows whose ``ref`` (lead, parent) would close a cycle, judged on the
     hierarchy as it will be: the file's links for its rows, the stored links for the
