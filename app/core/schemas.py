@@ -142,3 +142,14 @@ InstantOrDay = Annotated[
 ]
 """An ``as_of``-style input: an instant, or a date (callers say what a date means, e.g.
 00:00 in the organisation's zone). One error for the field, not one per union member."""
+
+
+def _true_or_false(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() not in ("true", "false"):
+        raise ValueError("expected true or false")
+    return value
+
+
+FormBoolean = Annotated[bool, BeforeValidator(_true_or_false)]
+"""A boolean form field: ``true`` or ``false`` (any case). Lax pydantic would also read
+``1``/``0``, ``yes``/``no``, ``on``/``off``, which the OpenAPI ``boolean`` does not allow."""

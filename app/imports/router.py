@@ -19,7 +19,7 @@ from app.audit.listener import AuditContext
 from app.config import Settings
 from app.core.auth import Principal, Role, require_roles
 from app.core.errors import AppError, NotFound, error_responses
-from app.core.schemas import AuditedRead
+from app.core.schemas import AuditedRead, FormBoolean
 from app.core.session import SessionDep
 from app.imports.engine import run_import
 from app.imports.models import ImportJob
@@ -107,7 +107,7 @@ async def create_import(
     background: BackgroundTasks,
     resource: Annotated[ImportResource, Form(description="What the file holds.")],
     file: Annotated[UploadFile, File(description="CSV in our format for the resource")],
-    dry_run: Annotated[bool, Form()] = False,
+    dry_run: Annotated[FormBoolean, Form()] = False,
 ) -> JSONResponse:
     """Upload a CSV file to import (admin); answers 202 with the job to poll. Re-importing
     a file changes nothing (rows are keyed on `external_ref`)."""

@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.errors import Conflict, FieldError, Unprocessable
@@ -590,10 +591,19 @@ async def _session_settings(conn: AsyncConnection, statement_timeout_ms: int) ->
     # hashing wherever the planner picked them (staging the changes: 1.3 s against
     # 0.8 s at a million clients).
     await conn.execute(text("SET LOCAL enable_mergejoin = off"))
-    await conn.execute(
-        text("SELECT set_config('temp_buffers', :size, true) WHERE pg_my_temp_schema() = 0"),
-        {"size": TEMP_BUFFERS},
-    )
+    # The guard misses a connection whose temporary tables were rolled back (a simulation,
+    # a failed run): Postgres still refuses then, so try in a savepoint and keep the
+    # connection's current pool when refused.
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                text(
+                    "SELECT set_config('temp_buffers', :size, true) WHERE pg_my_temp_schema() = 0"
+                ),
+                {"size": TEMP_BUFFERS},
+            )
+    except DBAPIError:
+        pass
 
 
 @dataclass

@@ -1310,6 +1310,16 @@ class TestEndpoint:
     def test_the_documented_resources_are_the_importers(self) -> None:
         assert [r.value for r in ImportResource] == list(RESOURCES)
 
+    @pytest.mark.parametrize("value", ["1", "yes", "off"])
+    async def test_dry_run_is_true_or_false(self, client: AsyncClient, value: str) -> None:
+        """Found by Schemathesis: lax parsing read ``1``/``yes``/``off`` as booleans."""
+        response = await client.post(
+            "/v1/imports",
+            data={"resource": "managers", "dry_run": value},
+            files={"file": ("upload.csv", csv_bytes(self.FILE), "text/csv")},
+        )
+        assert_invalid(response, "body.dry_run")
+
     async def test_bad_resource_is_a_422(self, client: AsyncClient) -> None:
         response = await upload(client, "invoices", csv_bytes(self.FILE))
         body = assert_invalid(response, "body.resource")
