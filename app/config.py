@@ -27,9 +27,14 @@ class Environment(StrEnum):
 class DatabaseSettings(BaseModel):
     """Connection pool and timeouts (``DB__*``)."""
 
-    pool_size: int = Field(default=10, ge=1, le=200)
-    max_overflow: int = Field(default=10, ge=0, le=200)
+    # One worker: its connections stay open. Overflow connections are closed on return, so
+    # a sustained load above pool_size would reconnect on a share of requests.
+    pool_size: int = Field(default=20, ge=1, le=200)
+    max_overflow: int = Field(default=0, ge=0, le=200)
     pool_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a pooled connection.")
+    pool_recycle_s: int = Field(
+        default=1800, ge=-1, description="Reconnect pooled connections older than this; -1: never."
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=15_000, ge=0, description="0 disables it.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -41,6 +42,11 @@ cursor-paginated (`limit`, `cursor` → `next_cursor`); `ETag`/`If-Match` on upd
 `Idempotency-Key` on POST; bearer JWT on everything but `/health`."""
 
 
+# Allocations (less deallocations) between young-generation collections (Python's default
+# is 700).
+GC_THRESHOLD = 7000
+
+
 def _operation_id(route: APIRoute) -> str:
     return route.name
 
@@ -58,6 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise RuntimeError("DATABASE_URL is not set (use `ams serve` for embedded)")
             app.state.engine = create_engine(settings, settings.database_url)
             app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        # What exists once started (modules, mappers, schemas, routes: ~170,000 objects)
+        # lives as long as the process. Frozen, the cyclic GC stops traversing it on every
+        # full collection (each took ~0.1 s of CPU, a latency spike under load), and the
+        # young-generation threshold is raised so request garbage is collected in larger,
+        # rarer batches.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         schedule = None
         if owns_engine and settings.rules.schedule_interval_s > 0:
             schedule = asyncio.create_task(

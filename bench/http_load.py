@@ -3,8 +3,9 @@
 (DESIGN §6), over real sockets, one uvicorn worker each.
 
 Run by hand: ``.venv/bin/python bench/http_load.py`` (``--help`` for the knobs; ``--keep``
-leaves the database in place, ``--reuse`` benchmarks a kept one without reloading). Needs
-``wrk`` and ``hey`` (``apt-get install -y wrk hey``).
+leaves the database in place, ``--reuse`` benchmarks a kept one without reloading,
+``--only read,list`` measures some endpoints). Needs ``wrk`` and ``hey`` (``apt-get
+install -y wrk hey``).
 
 1. (Re)creates the database ``ams_bench_http`` on ``DATABASE_URL`` (default
    ``postgresql://postgres@127.0.0.1:5432/postgres``), migrates it to head and loads with
@@ -1286,11 +1287,13 @@ def run(url: str, args: argparse.Namespace) -> None:
             base = baseline.base if ep is BASELINE else service.base
             fixed.append(gen.fixed_rate(base, ep, args.duration, workers, args.rate / workers))
 
-        read_ratio = next(r.ratio for r in runs if r.endpoint is READ) or 0.0
+        read_ratio = next((r.ratio for r in runs if r.endpoint is READ), None) or 0.0
         if args.profile == "all":
             for ep in ENDPOINTS:
                 profile(service, gen, ep, args.duration)
-        elif args.profile == "always" or (args.profile == "auto" and read_ratio < 0.5):
+        elif args.profile == "always" or (
+            args.profile == "auto" and READ in ENDPOINTS and read_ratio < 0.5
+        ):
             profile(service, gen, READ, args.duration)
 
     print_saturation(runs)
@@ -1325,7 +1328,19 @@ def main() -> None:
         " endpoint)",
     )
     parser.add_argument("--pg-log", default=DEFAULT_PG_LOG, help="the Postgres server log")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated endpoint keys to measure (read, list, search, create, timeline,"
+        " attainment); default all",
+    )
     args = parser.parse_args()
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {ep.key for ep in ENDPOINTS}
+        if unknown:
+            raise SystemExit(f"unknown endpoint keys: {', '.join(sorted(unknown))}")
+        ENDPOINTS[:] = [ep for ep in ENDPOINTS if ep.key in wanted]
     for tool in ("wrk", "hey"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: apt-get install -y wrk hey")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Select, func, literal, select
+from sqlalchemy import Row, Select, bindparam, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from app.assignments.scope import clients_visible
+from app.assignments.scope import client_scope, clients_visible
 from app.clients.models import Client
 from app.clients.schemas import ClientFilters
 from app.core.auth import Principal
@@ -16,19 +18,58 @@ from app.core.errors import NotFound
 from app.core.pagination import keyset, page_of
 from app.core.search import matches
 
-# The same expression the trigram index ``ix_clients_search`` is built on.
+_clients = Client.__table__
+
+# The same expression the trigram index ``ix_clients_search`` is built on (of the table's
+# columns, like every read statement below).
 SEARCH_DOCUMENT = (
-    Client.name
+    _clients.c.name
     + literal(" ")
-    + func.coalesce(Client.legal_name, "")
+    + func.coalesce(_clients.c.legal_name, "")
     + literal(" ")
-    + func.coalesce(Client.external_ref, "")
+    + func.coalesce(_clients.c.external_ref, "")
 )
 
 
 def visible(principal: Principal) -> Select[Client]:
     """Clients the caller may see (see ``app.assignments.scope``)."""
     return select(Client).where(clients_visible(principal, Client.id))
+
+
+# Reads that are only serialised load rows of columns (Core), not ORM entities: no
+# identity map, instance state or attribute instrumentation per row. The statements for
+# unrestricted callers are built once (their compiled form is cached by SQLAlchemy).
+READ_COLUMNS = tuple(_clients.c)  # ClientRead shows every column
+READ_KEYS = tuple(c.key for c in READ_COLUMNS)  # the names of a read row's values, in order
+_READ_ALL: Select[Any] = select(*READ_COLUMNS)
+_READ_ONE_ALL: Select[Any] = _READ_ALL.where(_clients.c.id == bindparam("client_id"))
+_ID_ALL: Select[Any] = select(_clients.c.id).where(_clients.c.id == bindparam("client_id"))
+
+
+def visible_rows(principal: Principal) -> Select[Any]:
+    """:func:`visible` as rows of :data:`READ_COLUMNS`."""
+    scope = client_scope(principal)
+    return _READ_ALL if scope is None else _READ_ALL.where(_clients.c.id.in_(scope))
+
+
+async def get_row(session: AsyncSession, principal: Principal, client_id: uuid.UUID) -> Row[Any]:
+    """The client as a row of :data:`READ_COLUMNS` (one statement), or :class:`NotFound`
+    when absent or out of scope."""
+    scope = client_scope(principal)
+    stmt = _READ_ONE_ALL if scope is None else _READ_ONE_ALL.where(_clients.c.id.in_(scope))
+    row: Row[Any] | None = (await session.execute(stmt, {"client_id": client_id})).one_or_none()
+    if row is None:
+        raise NotFound(f"Client {client_id} was not found.")
+    return row
+
+
+async def check_visible(session: AsyncSession, principal: Principal, client_id: uuid.UUID) -> None:
+    """Raise :class:`NotFound` unless the client exists and is in the caller's scope (an
+    index lookup of the id; nothing is loaded)."""
+    scope = client_scope(principal)
+    stmt = _ID_ALL if scope is None else _ID_ALL.where(_clients.c.id.in_(scope))
+    if (await session.execute(stmt, {"client_id": client_id})).first() is None:
+        raise NotFound(f"Client {client_id} was not found.")
 
 
 async def get(session: AsyncSession, principal: Principal, client_id: uuid.UUID) -> Client:
@@ -50,23 +91,29 @@ async def find(session: AsyncSession, principal: Principal, client_id: uuid.UUID
 
 async def list_page(
     session: AsyncSession, principal: Principal, filters: ClientFilters
-) -> tuple[list[Client], str | None]:
-    """One keyset page of clients matching ``filters`` (one statement)."""
+) -> tuple[list[Row[Any]], str | None]:
+    """One keyset page of clients matching ``filters`` as rows of :data:`READ_COLUMNS`
+    (one statement)."""
+    c = _clients.c
     conditions: list[Any] = []
     if not filters.include_archived:
-        conditions.append(Client.archived_at.is_(None))
+        conditions.append(c.archived_at.is_(None))
     if filters.segment is not None:
-        conditions.append(Client.segment == filters.segment.value)
+        conditions.append(c.segment == filters.segment.value)
     if filters.lifecycle_stage is not None:
-        conditions.append(Client.lifecycle_stage == filters.lifecycle_stage.value)
+        conditions.append(c.lifecycle_stage == filters.lifecycle_stage.value)
     if filters.country is not None:
-        conditions.append(Client.country == filters.country)
+        conditions.append(c.country == filters.country)
     if filters.parent_id is not None:
-        conditions.append(Client.parent_id == filters.parent_id)
+        conditions.append(c.parent_id == filters.parent_id)
     if filters.updated_since is not None:
-        conditions.append(Client.updated_at >= filters.updated_since)
+        conditions.append(c.updated_at >= filters.updated_since)
     if filters.q is not None:
         conditions.append(matches(SEARCH_DOCUMENT, filters.q))
-    stmt = keyset(visible(principal).where(*conditions), Client.created_at, Client.id, filters)
-    rows = (await session.execute(stmt)).scalars().all()
+    # The table's columns, not the ORM attributes: a statement naming an entity's attributes
+    # takes the ORM execution path (result set-up per request) even when it loads columns.
+    created_at = cast("InstrumentedAttribute[datetime]", c.created_at)
+    row_id = cast("InstrumentedAttribute[uuid.UUID]", c.id)
+    stmt = keyset(visible_rows(principal).where(*conditions), created_at, row_id, filters)
+    rows = (await session.execute(stmt)).all()
     return page_of(rows, filters.limit)

@@ -32,7 +32,7 @@ async def list_clients(
 ) -> ClientPage:
     """List client accounts, oldest first, filtered and cursor-paginated."""
     rows, cursor = await repository.list_page(session, principal, filters)
-    return ClientPage(items=[ClientRead.model_validate(r) for r in rows], next_cursor=cursor)
+    return ClientPage(items=[service.to_read(r) for r in rows], next_cursor=cursor)
 
 
 @router.post(
@@ -58,9 +58,9 @@ async def get_client(
     client_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, response: Response
 ) -> ClientRead:
     """Read one client account; the `ETag` header carries its version."""
-    row = await repository.get(session, principal, client_id)
+    row = await repository.get_row(session, principal, client_id)
     response.headers["ETag"] = etag(row.version)
-    return ClientRead.model_validate(row)
+    return service.to_read(row)
 
 
 @router.patch(

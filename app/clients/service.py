@@ -7,15 +7,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients import repository
 from app.clients.models import Client
-from app.clients.schemas import ClientCreate, ClientUpdate
+from app.clients.schemas import ClientCreate, ClientRead, ClientUpdate
 from app.core.auth import Principal
 from app.core.crud import apply_changes, changes_of, delete_row, new_row
 from app.core.errors import Unprocessable, register_constraint
 from app.core.http import check_if_match
+from app.core.money import Money
 
 register_constraint(
     "uq_clients_external_ref",
@@ -37,6 +39,20 @@ register_constraint(
 )
 
 _REQUIRED = ("name", "segment", "lifecycle_stage", "country", "currency")
+
+
+def to_read(row: Row[Any]) -> ClientRead:
+    """The response body of a row of ``repository.READ_COLUMNS``: the same as
+    ``ClientRead.model_validate`` of the ORM ``Client`` (``annual_value`` and
+    ``archived`` are that model's properties)."""
+    values = dict(zip(repository.READ_KEYS, row, strict=True))
+    amount = values.pop("annual_value_amount")
+    currency = values.pop("annual_value_currency")
+    values["annual_value"] = (
+        Money.of(amount, currency) if amount is not None and currency is not None else None
+    )
+    values["archived"] = values["archived_at"] is not None
+    return ClientRead.model_validate(values)
 
 
 def _columns(values: dict[str, Any]) -> dict[str, Any]:

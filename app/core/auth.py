@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -126,9 +127,58 @@ class JwksCache:
         await self._http.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that passed verification: with what (settings, JWKS key) and until when."""
+
+    principal: Principal
+    settings: Settings
+    key: jwt.PyJWK | None  # the JWKS key it was verified with (None: the HS256 secret)
+    valid_until: float  # Unix seconds: exp + leeway, when decode would start to refuse it
+
+
+class VerifiedTokens:
+    """Bounded LRU of verified tokens by their exact text, so a client sending the same
+    bearer token on every request pays for one HMAC/RSA check and claim parsing, not one
+    per request. An entry is used only before its ``exp`` (+ leeway), with the same
+    settings object and, under a JWKS, only while the key set still holds the very key
+    it was verified with (so rotation and refresh behave as without the cache). Only
+    successes are kept; every failure is verified again."""
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[str, _Verified] = OrderedDict()
+
+    def get(self, token: str, settings: Settings) -> _Verified | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry.settings is not settings or time.time() >= entry.valid_until:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return entry
+
+    def put(self, token: str, entry: _Verified) -> None:
+        self._entries[token] = entry
+        self._entries.move_to_end(token)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+verified_tokens = VerifiedTokens()
+
+
 async def verify_token(settings: Settings, token: str, jwks: JwksCache | None) -> Principal:
     """Check the token's algorithm and key (HS256 secret, or the JWKS key of its ``kid``),
-    then its claims. Raises Unauthorized."""
+    then its claims; a token verified before is answered from :data:`verified_tokens`.
+    Raises Unauthorized."""
+    cached = verified_tokens.get(token, settings)
+    if cached is not None and jwks is None and cached.key is None:
+        return cached.principal
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
@@ -137,16 +187,24 @@ async def verify_token(settings: Settings, token: str, jwks: JwksCache | None) -
     if jwks is None:
         if algorithm not in ALGORITHMS:
             raise Unauthorized(f"Tokens must be signed with {', '.join(ALGORITHMS)}.")
-        return decode_token(settings, token)
+        principal, expires = _decode(settings, token)
+        verified_tokens.put(token, _Verified(principal, settings, None, expires))
+        return principal
     if algorithm not in JWKS_ALGORITHMS:
         raise Unauthorized(f"Tokens must be signed with {', '.join(JWKS_ALGORITHMS)}.")
-    kid = header.get("kid")
-    key = await jwks.key(kid if isinstance(kid, str) else None)
+    raw_kid = header.get("kid")
+    kid = raw_kid if isinstance(raw_kid, str) else None
+    # The same key lookup with or without a cached result (refresh, rotation, rate limit).
+    key = await jwks.key(kid)
     if key is None:
         raise Unauthorized("The token's signing key is unknown.")
+    if cached is not None and cached.key is key:
+        return cached.principal
     if key.algorithm_name != algorithm:
         raise Unauthorized("The token's algorithm does not match its key.")
-    return decode_token(settings, token, key=key.key, algorithms=[str(algorithm)])
+    principal, expires = _decode(settings, token, key=key.key, algorithms=[str(algorithm)])
+    verified_tokens.put(token, _Verified(principal, settings, key, expires))
+    return principal
 
 
 def decode_token(
@@ -159,6 +217,14 @@ def decode_token(
         Unauthorized: bad signature, wrong algorithm (``none`` included), wrong issuer or
             audience, expired, not yet valid, or claims missing.
     """
+    return _decode(settings, token, key=key, algorithms=algorithms)[0]
+
+
+def _decode(
+    settings: Settings, token: str, *, key: Any = None, algorithms: list[str] | None = None
+) -> tuple[Principal, float]:
+    """:func:`decode_token`, plus the Unix time from which the token is refused
+    (``exp`` + leeway)."""
     try:
         claims = jwt.decode(
             token,
@@ -184,7 +250,9 @@ def decode_token(
         manager_id: uuid.UUID | None = uuid.UUID(subject)
     except ValueError:
         manager_id = None
-    return Principal(subject=subject, roles=roles, manager_id=manager_id)
+    # PyJWT has checked exp is a number.
+    expires = float(claims["exp"]) + settings.auth.leeway_s
+    return Principal(subject=subject, roles=roles, manager_id=manager_id), expires
 
 
 _bearer = HTTPBearer(auto_error=False, description="JWT bearer token (see README: `ams token`).")

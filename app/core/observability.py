@@ -29,7 +29,11 @@ def _add_request_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def configure_logging(level: str, json_output: bool = True) -> None:
-    """Route structlog and stdlib logging to one JSON (or console) stream on stderr."""
+    """Route structlog and stdlib logging to one JSON (or console) stream on stderr.
+
+    structlog loggers filter by ``level`` before any processor runs, so a disabled
+    level (the access line at ``LOG_LEVEL=WARNING``) costs one method call."""
+    numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: Any = (
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     )
@@ -43,7 +47,7 @@ def configure_logging(level: str, json_output: bool = True) -> None:
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -59,7 +63,7 @@ def configure_logging(level: str, json_output: bool = True) -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(numeric_level)
     # uvicorn's own access log would duplicate ours.
     logging.getLogger("uvicorn.access").handlers[:] = []
     logging.getLogger("uvicorn.access").propagate = False

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from app.assignments.scope import managers_visible
+from app.assignments.scope import manager_scope, managers_visible
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import keyset, page_of
@@ -20,6 +22,36 @@ from app.managers.schemas import ManagerFilters
 def visible(principal: Principal) -> Select[Manager]:
     """Managers the caller may see (see ``app.assignments.scope``)."""
     return select(Manager).where(managers_visible(principal, Manager.id))
+
+
+# Reads that are only serialised load rows of columns (Core), not ORM entities; the
+# statements for unrestricted callers are built once.
+_managers = Manager.__table__
+READ_COLUMNS = tuple(_managers.c)  # ManagerRead shows every column
+READ_KEYS = tuple(c.key for c in READ_COLUMNS)
+_READ_ALL: Select[Any] = select(*READ_COLUMNS)
+_READ_ONE_ALL: Select[Any] = _READ_ALL.where(_managers.c.id == bindparam("manager_id"))
+_ID_ALL: Select[Any] = select(_managers.c.id).where(_managers.c.id == bindparam("manager_id"))
+
+
+async def get_row(session: AsyncSession, principal: Principal, manager_id: uuid.UUID) -> Row[Any]:
+    """The manager as a row of :data:`READ_COLUMNS` (one statement), or :class:`NotFound`
+    when absent or out of scope."""
+    scope = manager_scope(principal)
+    stmt = _READ_ONE_ALL if scope is None else _READ_ONE_ALL.where(_managers.c.id.in_(scope))
+    row: Row[Any] | None = (await session.execute(stmt, {"manager_id": manager_id})).one_or_none()
+    if row is None:
+        raise NotFound(f"Manager {manager_id} was not found.")
+    return row
+
+
+async def check_visible(session: AsyncSession, principal: Principal, manager_id: uuid.UUID) -> None:
+    """Raise :class:`NotFound` unless the manager exists and is in the caller's scope (an
+    index lookup of the id; nothing is loaded)."""
+    scope = manager_scope(principal)
+    stmt = _ID_ALL if scope is None else _ID_ALL.where(_managers.c.id.in_(scope))
+    if (await session.execute(stmt, {"manager_id": manager_id})).first() is None:
+        raise NotFound(f"Manager {manager_id} was not found.")
 
 
 async def get(
@@ -45,22 +77,29 @@ async def exists(session: AsyncSession, principal: Principal, manager_id: uuid.U
 
 async def list_page(
     session: AsyncSession, principal: Principal, filters: ManagerFilters
-) -> tuple[list[Manager], str | None]:
-    """One keyset page of managers matching ``filters`` (one statement)."""
-    stmt = visible(principal)
+) -> tuple[list[Row[Any]], str | None]:
+    """One keyset page of managers matching ``filters`` as rows of :data:`READ_COLUMNS`
+    (one statement)."""
+    c = _managers.c
+    scope = manager_scope(principal)
+    stmt = _READ_ALL if scope is None else _READ_ALL.where(c.id.in_(scope))
     conditions: list[Any] = []
     if filters.role is not None:
-        conditions.append(Manager.role == filters.role.value)
+        conditions.append(c.role == filters.role.value)
     if filters.active is not None:
-        conditions.append(Manager.active.is_(filters.active))
+        conditions.append(c.active.is_(filters.active))
     if filters.reports_to_id is not None:
-        conditions.append(Manager.reports_to_id == filters.reports_to_id)
+        conditions.append(c.reports_to_id == filters.reports_to_id)
     if filters.region is not None:
-        conditions.append(Manager.region == filters.region)
+        conditions.append(c.region == filters.region)
     if filters.updated_since is not None:
-        conditions.append(Manager.updated_at >= filters.updated_since)
+        conditions.append(c.updated_at >= filters.updated_since)
     if filters.q is not None:
-        conditions.append(matches(Manager.full_name + " " + Manager.email, filters.q))
-    stmt = keyset(stmt.where(*conditions), Manager.created_at, Manager.id, filters)
-    rows = (await session.execute(stmt)).scalars().all()
+        conditions.append(matches(c.full_name + " " + c.email, filters.q))
+    # The table's columns, not the ORM attributes, so the statement stays on the Core
+    # execution path (keyset() only orders and compares them).
+    created_at = cast("InstrumentedAttribute[datetime]", c.created_at)
+    row_id = cast("InstrumentedAttribute[uuid.UUID]", c.id)
+    stmt = keyset(stmt.where(*conditions), created_at, row_id, filters)
+    rows = (await session.execute(stmt)).all()
     return page_of(rows, filters.limit)

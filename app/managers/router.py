@@ -34,7 +34,7 @@ async def list_managers(
 ) -> ManagerPage:
     """List managers, oldest first, filtered and cursor-paginated."""
     rows, cursor = await repository.list_page(session, principal, filters)
-    return ManagerPage(items=[ManagerRead.model_validate(r) for r in rows], next_cursor=cursor)
+    return ManagerPage(items=[service.to_read(r) for r in rows], next_cursor=cursor)
 
 
 @router.post(
@@ -64,9 +64,9 @@ async def get_manager(
     manager_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, response: Response
 ) -> ManagerRead:
     """Read one manager; the `ETag` header carries its version."""
-    row = await repository.get(session, principal, manager_id)
+    row = await repository.get_row(session, principal, manager_id)
     response.headers["ETag"] = etag(row.version)
-    return ManagerRead.model_validate(row)
+    return service.to_read(row)
 
 
 @router.patch(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments import repository as assignments_repository
@@ -14,7 +16,14 @@ from app.core.crud import apply_changes, changes_of, delete_row, new_row
 from app.core.errors import Conflict, Unprocessable, register_constraint
 from app.managers import repository
 from app.managers.models import Manager
-from app.managers.schemas import ManagerCreate, ManagerUpdate
+from app.managers.schemas import ManagerCreate, ManagerRead, ManagerUpdate
+
+
+def to_read(row: Row[Any]) -> ManagerRead:
+    """The response body of a row of ``repository.READ_COLUMNS`` (the same as
+    ``ManagerRead.model_validate`` of the ORM ``Manager``)."""
+    return ManagerRead.model_validate(dict(zip(repository.READ_KEYS, row, strict=True)))
+
 
 register_constraint(
     "uq_managers_email_lower", 409, "A manager with this e-mail already exists.", "body.email"

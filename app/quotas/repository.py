@@ -11,14 +11,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
+from typing import cast as typing_cast
 
 from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    DateTime,
     Integer,
     Select,
     String,
     Subquery,
+    Uuid,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -31,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.assignments.scope import managers_visible
+from app.assignments.scope import manager_scope, managers_visible
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import PageQuery, decode_cursor, encode_cursor, keyset, page_of
@@ -91,18 +97,24 @@ async def overlapping(
 
 
 def achievement_statement(
-    quotas: Subquery, quote: Any, as_of: datetime, time_zone: str
+    quotas: Subquery,
+    quote: Any,
+    as_of: datetime | ColumnElement[datetime],
+    time_zone: str | BindParameter[str],
 ) -> Select[Any]:
     """Per quota in ``quotas``: achieved so far (money converted into ``quote``, or a
     count), the first sale group without an FX rate (``missing_rate``), and the FX rate
     for its money target into ``quote`` at the period's last local day (``target_rate``).
 
     ``quotas`` needs columns id, manager_id, metric, period_start, period_end, channel,
-    target_currency; ``quote`` is a currency literal or a column of ``quotas``.
+    target_currency; ``quote`` is a currency literal or a column of ``quotas``; ``as_of``
+    and ``time_zone`` (an IANA name) are values or bound parameters.
     """
     q = quotas.c
     upto = func.least(q.period_end, as_of)
-    on = local_date(Sale.closed_at, time_zone)
+    # local_date() renders the zone as a bound value whether it is given one or a name.
+    zone = cast_str(time_zone)
+    on = local_date(Sale.closed_at, zone)
     daily = (
         select(
             q.id.label("quota_id"),
@@ -166,7 +178,7 @@ def achievement_statement(
         .group_by(q.id)
         .subquery("counted")
     )
-    target_on = local_date(q.period_end - func.make_interval(0, 0, 0, 0, 0, 0, 1), time_zone)
+    target_on = local_date(q.period_end - func.make_interval(0, 0, 0, 0, 0, 0, 1), zone)
     target_fx = rate_lookup(q.target_currency, cast(quote, String), target_on)
     return (
         select(
@@ -202,12 +214,71 @@ def quota_columns() -> list[Any]:
     ]
 
 
+def cast_str(value: str | BindParameter[str]) -> str:
+    """``value`` typed as the ``str`` that helpers such as ``local_date`` declare; they
+    only embed it in SQL, where a bound parameter works as well as a value."""
+    return typing_cast(str, value)
+
+
+class QuotaKey(Protocol):
+    """What a page of counted records needs of a quota (a ``Quota`` or an achievement row)."""
+
+    @property
+    def manager_id(self) -> uuid.UUID: ...
+
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def period_start(self) -> datetime: ...
+
+    @property
+    def period_end(self) -> datetime: ...
+
+    @property
+    def target_currency(self) -> str | None: ...
+
+    @property
+    def channel(self) -> str | None: ...
+
+
+_AS_OF = bindparam("as_of", type_=DateTime(timezone=True))
+_TIME_ZONE = bindparam("time_zone", type_=String)
+
+
+def _achievement_of_one(scope: Select[Any] | None) -> Select[Any]:
+    quotas = select(*quota_columns()).where(Quota.id == bindparam("quota_id"))
+    if scope is not None:
+        quotas = quotas.where(Quota.manager_id.in_(scope))
+    one = quotas.subquery("quotas")
+    return achievement_statement(one, one.c.target_currency, _AS_OF, _TIME_ZONE)
+
+
+# For unrestricted callers, built once: the statement is large, and building it and its
+# cache key per request cost more than running it. Parameters: quota_id, as_of, time_zone.
+_ACHIEVEMENT_OF_ONE = _achievement_of_one(None)
+
+
 async def achievement_of(
-    session: AsyncSession, quota_id: uuid.UUID, as_of: datetime, time_zone: str
+    session: AsyncSession,
+    principal: Principal,
+    quota_id: uuid.UUID,
+    as_of: datetime,
+    time_zone: str,
 ) -> Any:
-    quotas = select(*quota_columns()).where(Quota.id == quota_id).subquery("quotas")
-    stmt = achievement_statement(quotas, quotas.c.target_currency, as_of, time_zone)
-    return (await session.execute(stmt)).one()
+    """The :func:`achievement_statement` row of one quota in its own currency, with every
+    column of :func:`quota_columns` (one statement, which also checks the caller's scope).
+
+    Raises:
+        NotFound: no such quota, or not in the caller's scope.
+    """
+    scope = manager_scope(principal)
+    stmt = _ACHIEVEMENT_OF_ONE if scope is None else _achievement_of_one(scope)
+    params = {"quota_id": quota_id, "as_of": as_of, "time_zone": time_zone}
+    row = (await session.execute(stmt, params)).one_or_none()
+    if row is None:
+        raise NotFound(f"Quota {quota_id} was not found.")
+    return row
 
 
 async def team_achievements(
@@ -242,52 +313,89 @@ async def team_achievements(
     return list((await session.execute(stmt)).all())
 
 
-async def counted_records(
-    session: AsyncSession, quota: Quota, as_of: datetime, time_zone: str, page: PageQuery
-) -> tuple[list[Any], str | None]:
-    """One page of the sales (with the FX rate applied) or interactions that counted,
-    ordered by ``(at, id)``."""
-    upto = min(quota.period_end, as_of)
-    if quota.metric == Metric.sales_amount.value:
+# Pages of counted records by (metric, channel filter, after a cursor), built once each.
+# Parameters: manager_id, period_start, upto, limit; currency and time_zone (sales);
+# channel; c_at and c_id after a cursor.
+_counted: dict[tuple[str, bool, bool], Select[Any]] = {}
+
+
+def _counted_statement(metric: str, by_channel: bool, after: bool) -> Select[Any]:
+    key = (metric, by_channel, after)
+    found = _counted.get(key)
+    if found is not None:
+        return found
+    manager_id = bindparam("manager_id", type_=Uuid)
+    start = bindparam("period_start", type_=DateTime(timezone=True))
+    upto = bindparam("upto", type_=DateTime(timezone=True))
+    stmt: Any  # a select of three or six columns
+    if metric == Metric.sales_amount.value:
         fx = rate_lookup(
-            Sale.currency, literal(quota.target_currency), local_date(Sale.closed_at, time_zone)
+            Sale.currency,
+            bindparam("quote", type_=String),
+            local_date(Sale.closed_at, cast_str(bindparam("time_zone", type_=String))),
         )
-        at, key = Sale.closed_at, Sale.id
-        stmt: Any = (
+        at, row_id = Sale.closed_at, Sale.id
+        stmt = (
             select(
                 Sale.id.label("id"),
                 Sale.closed_at.label("at"),
                 Sale.amount,
                 Sale.currency,
                 case(
-                    (Sale.currency == quota.target_currency, literal(Decimal(1))),
+                    (Sale.currency == bindparam("currency", type_=String), literal(Decimal(1))),
                     else_=fx.c.rate,
                 ).label("rate"),
                 fx.c.valid_on.label("rate_valid_on"),
             )
             .outerjoin(fx, true())
             .where(
-                Sale.credited_manager_id == quota.manager_id,
-                Sale.closed_at >= quota.period_start,
+                Sale.credited_manager_id == manager_id,
+                Sale.closed_at >= start,
                 Sale.closed_at < upto,
             )
         )
     else:
-        at, key = Interaction.occurred_at, Interaction.id
+        at, row_id = Interaction.occurred_at, Interaction.id
         stmt = select(
             Interaction.id.label("id"),
             Interaction.occurred_at.label("at"),
             Interaction.channel,
         ).where(
-            Interaction.manager_id == quota.manager_id,
-            Interaction.occurred_at >= quota.period_start,
+            Interaction.manager_id == manager_id,
+            Interaction.occurred_at >= start,
             Interaction.occurred_at < upto,
         )
-        if quota.channel:
-            stmt = stmt.where(Interaction.channel == quota.channel)
+        if by_channel:
+            stmt = stmt.where(Interaction.channel == bindparam("channel", type_=String))
+    if after:
+        c_at = bindparam("c_at", type_=DateTime(timezone=True))
+        stmt = stmt.where(tuple_(at, row_id) > tuple_(c_at, bindparam("c_id", type_=Uuid)))
+    _counted[key] = stmt.order_by(at, row_id).limit(bindparam("limit", type_=Integer))
+    return _counted[key]
+
+
+async def counted_records(
+    session: AsyncSession, quota: QuotaKey, as_of: datetime, time_zone: str, page: PageQuery
+) -> tuple[list[Any], str | None]:
+    """One page of the sales (with the FX rate applied) or interactions that counted,
+    ordered by ``(at, id)``."""
+    sales = quota.metric == Metric.sales_amount.value
+    params: dict[str, Any] = {
+        "manager_id": quota.manager_id,
+        "period_start": quota.period_start,
+        "upto": min(quota.period_end, as_of),
+        "limit": page.limit + 1,
+    }
+    if sales:
+        params.update(currency=quota.target_currency, quote=quota.target_currency)
+        params["time_zone"] = time_zone
+    by_channel = not sales and bool(quota.channel)
+    if by_channel:
+        params["channel"] = quota.channel
     if page.cursor:
-        stmt = stmt.where(tuple_(at, key) > tuple_(*decode_cursor(page.cursor)))
-    rows = list((await session.execute(stmt.order_by(at, key).limit(page.limit + 1))).all())
+        params["c_at"], params["c_id"] = decode_cursor(page.cursor)
+    stmt = _counted_statement(quota.metric, by_channel, bool(page.cursor))
+    rows = list((await session.execute(stmt, params)).all())
     items = rows[: page.limit]
     cursor = encode_cursor(items[-1].at, items[-1].id) if len(rows) > page.limit else None
     return items, cursor

@@ -136,7 +136,7 @@ async def get_team_attainment(
 ) -> TeamAttainment:
     """Roll-up per metric of the quotas of the manager and everyone reporting to them
     (recursively) for a fiscal period."""
-    await managers_repository.get(session, principal, manager_id)
+    await managers_repository.check_visible(session, principal, manager_id)
     settings = request.app.state.settings
     as_of = as_instant(query.as_of, settings.org.time_zone)
     currency = query.currency or settings.org.currency

@@ -259,10 +259,10 @@ async def attainment(
 
     Raises NotFound; Unprocessable when a sale's currency has no rate into the quota's
     currency on or before its local date (never a silent 1.0)."""
-    quota = await repository.get(session, principal, quota_id)
     tz = settings.org.time_zone
-    row = await repository.achievement_of(session, quota.id, as_of, tz)
-    figures = quota_figures(row, as_of)
+    # One statement for the quota (scope checked) and its achievement.
+    quota = await repository.achievement_of(session, principal, quota_id, as_of, tz)
+    figures = quota_figures(quota, as_of)
     unit = quota.target_currency
     records, cursor = await repository.counted_records(session, quota, as_of, tz, page)
     counted = [

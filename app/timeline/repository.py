@@ -10,7 +10,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments.models import Assignment
@@ -21,7 +32,7 @@ from app.rules.models import Flag, FlagEvent
 from app.timeline.schemas import EventKind, TimelineEvent, TimelineOrder, TimelineQuery
 
 
-def _events(client_id: uuid.UUID) -> dict[EventKind, Any]:
+def _events(client_id: Any) -> dict[EventKind, Any]:
     def kind(value: EventKind) -> Any:
         return literal(value.value, type_=String).label("kind")
 
@@ -118,7 +129,7 @@ def _events(client_id: uuid.UUID) -> dict[EventKind, Any]:
     }
 
 
-def _flag_events(client_id: uuid.UUID, kind: EventKind) -> Any:
+def _flag_events(client_id: Any, kind: EventKind) -> Any:
     raised = kind == EventKind.flag_raised
     return (
         select(
@@ -147,34 +158,57 @@ def _flag_events(client_id: uuid.UUID, kind: EventKind) -> Any:
     )
 
 
+# Statements by (kinds, descending, after a cursor), built once each (at most 2^7 x 4):
+# building the seven-arm union and its cache key per request costs more than running it.
+# Values are bound parameters: client_id, limit and, after a cursor, c_at, c_kind, c_id.
+_statements: dict[tuple[frozenset[EventKind], bool, bool], Select[Any]] = {}
+
+
+def _page_statement(kinds: frozenset[EventKind], descending: bool, after: bool) -> Select[Any]:
+    key = (kinds, descending, after)
+    found = _statements.get(key)
+    if found is not None:
+        return found
+    parts = _events(bindparam("client_id"))
+    events = union_all(*(p for k, p in parts.items() if k in kinds)).subquery("events")
+    # By position: a union's column names are those of whichever part comes first.
+    at, kind, event_id = list(events.c)[:3]
+    stmt = select(events)
+    if after:
+        c_at: Any = bindparam("c_at")
+        c_kind: Any = bindparam("c_kind")
+        c_id: Any = bindparam("c_id")
+        if descending:
+            condition = or_(
+                at < c_at,
+                and_(at == c_at, or_(kind < c_kind, and_(kind == c_kind, event_id < c_id))),
+            )
+        else:
+            condition = or_(
+                at > c_at,
+                and_(at == c_at, or_(kind > c_kind, and_(kind == c_kind, event_id > c_id))),
+            )
+        stmt = stmt.where(condition)
+    keys = (at.desc(), kind.desc(), event_id.desc()) if descending else (at, kind, event_id)
+    stmt = stmt.order_by(*keys).limit(bindparam("limit", type_=Integer))
+    _statements[key] = stmt
+    return stmt
+
+
 async def timeline_page(
     session: AsyncSession, client_id: uuid.UUID, query: TimelineQuery
 ) -> tuple[list[TimelineEvent], str | None]:
     """One page of the client's timeline (one statement). Only events that have happened
     (assignments starting or ending later are not shown yet)."""
-    parts = _events(client_id)
-    wanted = set(query.kinds or parts)
-    events = union_all(*(p for k, p in parts.items() if k in wanted)).subquery("events")
-    # By position: a union's column names are those of whichever part comes first.
-    at, kind, event_id = list(events.c)[:3]
-    stmt = select(events)
+    kinds = frozenset(query.kinds or EventKind)
     descending = query.order == TimelineOrder.desc
+    params: dict[str, Any] = {"client_id": client_id, "limit": query.limit + 1}
     if query.cursor:
-        c_at, c_kind, c_id = decode_cursor(query.cursor, datetime, str, uuid.UUID)
-        if descending:
-            after = or_(
-                at < c_at,
-                and_(at == c_at, or_(kind < c_kind, and_(kind == c_kind, event_id < c_id))),
-            )
-        else:
-            after = or_(
-                at > c_at,
-                and_(at == c_at, or_(kind > c_kind, and_(kind == c_kind, event_id > c_id))),
-            )
-        stmt = stmt.where(after)
-    keys = (at.desc(), kind.desc(), event_id.desc()) if descending else (at, kind, event_id)
-    stmt = stmt.order_by(*keys).limit(query.limit + 1)
-    rows = (await session.execute(stmt)).all()
+        params["c_at"], params["c_kind"], params["c_id"] = decode_cursor(
+            query.cursor, datetime, str, uuid.UUID
+        )
+    stmt = _page_statement(kinds, descending, bool(query.cursor))
+    rows = (await session.execute(stmt, params)).all()
     items = [
         TimelineEvent(at=r[0], kind=r[1], id=r[2], summary=r[3], data=r[4])
         for r in rows[: query.limit]

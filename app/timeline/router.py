@@ -30,6 +30,6 @@ async def get_client_timeline(
 ) -> TimelinePage:
     """Interactions, complaints and their status changes, and assignment changes of the
     client in time order (ties broken by kind, then id), cursor-paginated."""
-    await clients_repository.get(session, principal, client_id)
+    await clients_repository.check_visible(session, principal, client_id)
     items, cursor = await repository.timeline_page(session, client_id, query)
     return TimelinePage(items=items, next_cursor=cursor)
