@@ -274,7 +274,7 @@ async def _match(
     today: date,
     outcome: RunOutcome,
 ) -> list[str]:
-    """Fill ``rule_matches`` with every enabled rule's findings; return the rule keys."""
+    """Fill ``rule_matches`` with every enabled rule's findings; return their keys."""
     await conn.execute(
         text(
             "CREATE TEMP TABLE rule_matches (rule_key text, rule_version int, severity text,"
@@ -378,7 +378,8 @@ events AS (
     INSERT INTO flag_events (id, flag_id, client_id, from_status, to_status, at, actor, run_id,
                              note)
     SELECT gen_random_uuid(), id, client_id, old_status, 'resolved', :as_of, 'rule_run',
-           :run_id, 'condition no longer holds'
+           :run_id, CASE WHEN (SELECT r.enabled FROM rules r WHERE r.key = resolved.rule_key)
+                    THEN 'condition no longer holds' ELSE 'rule disabled' END
     FROM resolved),
 audited AS (
     INSERT INTO audit_events (actor, roles, source, resource, resource_id, action, client_id,
@@ -505,6 +506,7 @@ async def _apply(
 
 def _finish_counts(outcome: RunOutcome) -> None:
     for counts in outcome.per_rule.values():
+        counts.setdefault("matched", 0)  # a disabled rule whose flags resolved
         counts.setdefault("raised", 0)
         counts.setdefault("resolved", 0)
         counts.setdefault("reopened", 0)
@@ -557,8 +559,10 @@ async def run_rules(
         per_rule={},
     )
     await _prepare_facts(conn, configs, as_of, time_zone)
-    evaluated = await _match(conn, configs, as_of, _today(as_of, time_zone), outcome)
-    if await _stage_changes(conn, as_of, evaluated):
+    await _match(conn, configs, as_of, _today(as_of, time_zone), outcome)
+    # Every rule's open flags take part: a disabled rule has no matches, so its flags
+    # resolve (and stop counting against health) instead of staying open forever.
+    if await _stage_changes(conn, as_of, [config.rule.key for config in configs]):
         # The flags and events written next refer to the run: its row goes first.
         session.add(run)
         await session.flush()
@@ -632,8 +636,11 @@ async def simulate(
         conn = await session.connection()
         await _session_settings(conn, statement_timeout_ms)
         await _prepare_facts(conn, configs, as_of, time_zone)
-        evaluated = await _match(conn, configs, as_of, _today(as_of, time_zone), outcome)
-        await conn.execute(text(_CHANGES), {"as_of": as_of, "rule_keys": evaluated})
+        await _match(conn, configs, as_of, _today(as_of, time_zone), outcome)
+        await conn.execute(
+            text(_CHANGES),
+            {"as_of": as_of, "rule_keys": [config.rule.key for config in configs]},
+        )
         for key, would_raise, would_resolve in (
             await conn.execute(
                 text(
@@ -643,8 +650,9 @@ async def simulate(
                 )
             )
         ).all():
-            outcome.per_rule[key]["would_raise"] = int(would_raise)
-            outcome.per_rule[key]["would_resolve"] = int(would_resolve)
+            counts = outcome.per_rule.setdefault(key, {"matched": 0})
+            counts["would_raise"] = int(would_raise)
+            counts["would_resolve"] = int(would_resolve)
         matches = (
             await conn.execute(
                 text(

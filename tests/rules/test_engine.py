@@ -392,8 +392,19 @@ class TestRuleVersions:
         assert off.json()["version"] == 3
         other = await create_client(client, lifecycle_stage="active")
         run = await run_rules(client, iso(past(1)))
-        assert "unassigned" not in run["per_rule"]
+        # Disabled: it raises nothing, and its open flag resolves instead of counting
+        # against the client's health for ever.
+        assert run["per_rule"]["unassigned"]["matched"] == 0
+        assert run["per_rule"]["unassigned"]["raised"] == 0
+        assert run["per_rule"]["unassigned"]["resolved"] == 1
         assert await list_flags(client, rule="unassigned", client_id=other["id"]) == []
+        gone = await list_flags(client, rule="unassigned", client_id=acme["id"])
+        assert [(f["id"], f["status"], f["resolved_by"]) for f in gone] == [
+            (flag["id"], "resolved", "rule_run")
+        ]
+        assert (await history(client, flag["id"]))[-1]["note"] == "rule disabled"
+        health = (await client.get(f"/v1/clients/{acme['id']}/health")).json()
+        assert health["score"] == 100
         versions = (await client.get("/v1/rules/unassigned/versions")).json()["items"]
         assert [(v["version"], v["severity"], v["enabled"]) for v in versions] == [
             (3, "critical", False),
@@ -546,7 +557,10 @@ class TestSimulate:
         assert {f["evidence"]["threshold_days"] for f in listed} == {35}
 
         off = await simulate({RULE: {"enabled": False}})
-        assert RULE not in off["per_rule"]
+        # Disabled, the rule matches nothing and its open flag would resolve.
+        assert off["per_rule"][RULE]["matched"] == 0
+        assert off["per_rule"][RULE]["would_raise"] == 0
+        assert off["per_rule"][RULE]["would_resolve"] == 1
         assert [f for f in off["flags"] if f["rule_key"] == RULE] == []
 
         assert await count_rows(connection, *WRITTEN_TABLES) == before
