@@ -48,7 +48,8 @@ def _server_url() -> tuple[str, object | None]:
     return server.url, server
 
 
-def _plain(url: str) -> str:
+def plain_url(url: str) -> str:
+    """``url`` for asyncpg itself (no SQLAlchemy driver name)."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -59,7 +60,7 @@ def database_url() -> Iterator[str]:
     name = f"ams_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_plain(server_url))
+        conn = await asyncpg.connect(plain_url(server_url))
         try:
             await conn.execute(sql)
         finally:

@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 from httpx import AsyncClient
-from sqlalchemy.engine import make_url
 
+from tests.conftest import plain_url
 from tests.factories import create_client
 
 pytestmark = pytest.mark.slow
@@ -38,10 +38,6 @@ async def ams(*args: str, database_url: str | None = None) -> tuple[int, str, st
     return process.returncode, out.decode(), err.decode()
 
 
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(False)
-
-
 @pytest.mark.parametrize("as_of", ["2017-12-31T00:00:00Z", "2017-12-31T01:00:00+01:00"])
 async def test_rules_evaluate_takes_an_instant_with_an_offset(
     database_url: str, live_client: AsyncClient, as_of: str
@@ -50,7 +46,7 @@ async def test_rules_evaluate_takes_an_instant_with_an_offset(
     code, out, err = await ams("rules", "evaluate", "--as-of", as_of, database_url=database_url)
     assert code == 0, err
     assert "at 2017-12-31T00:00:00+00:00: raised 1," in out
-    db = await asyncpg.connect(_plain(database_url))
+    db = await asyncpg.connect(plain_url(database_url))
     try:
         row = await db.fetchrow("SELECT as_of, trigger FROM rule_runs")
     finally:
@@ -116,7 +112,7 @@ async def test_demo_load_then_the_readme_rule_run(
         "rules", "evaluate", "--as-of", "2018-01-01T00:00:00Z", database_url=database_url
     )
     assert code == 0, err
-    db = await asyncpg.connect(_plain(database_url))
+    db = await asyncpg.connect(plain_url(database_url))
     try:
         periods = await db.fetch(
             "SELECT DISTINCT f.evidence ->> 'period_end' AS period_end FROM flags f"

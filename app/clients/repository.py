@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, bindparam, func, literal, select
+from sqlalchemy import Row, Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -16,6 +16,7 @@ from app.clients.schemas import ClientFilters
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import keyset, page_of
+from app.core.reads import ScopedRows
 from app.core.search import matches
 
 _clients = Client.__table__
@@ -36,40 +37,26 @@ def visible(principal: Principal) -> Select[Client]:
     return select(Client).where(clients_visible(principal, Client.id))
 
 
-# Reads that are only serialised load rows of columns (Core), not ORM entities: no
-# identity map, instance state or attribute instrumentation per row. The statements for
-# unrestricted callers are built once (their compiled form is cached by SQLAlchemy).
-READ_COLUMNS = tuple(_clients.c)  # ClientRead shows every column
-READ_KEYS = tuple(c.key for c in READ_COLUMNS)  # the names of a read row's values, in order
-_READ_ALL: Select[Any] = select(*READ_COLUMNS)
-_READ_ONE_ALL: Select[Any] = _READ_ALL.where(_clients.c.id == bindparam("client_id"))
-_ID_ALL: Select[Any] = select(_clients.c.id).where(_clients.c.id == bindparam("client_id"))
+# Reads that are only serialised: rows of every column (see ``app.core.reads``).
+_rows = ScopedRows(_clients, client_scope, "Client")
+READ_COLUMNS = _rows.columns  # ClientRead shows every column
+READ_KEYS = _rows.keys
 
 
 def visible_rows(principal: Principal) -> Select[Any]:
     """:func:`visible` as rows of :data:`READ_COLUMNS`."""
-    scope = client_scope(principal)
-    return _READ_ALL if scope is None else _READ_ALL.where(_clients.c.id.in_(scope))
+    return _rows.visible(principal)
 
 
 async def get_row(session: AsyncSession, principal: Principal, client_id: uuid.UUID) -> Row[Any]:
     """The client as a row of :data:`READ_COLUMNS` (one statement), or :class:`NotFound`
     when absent or out of scope."""
-    scope = client_scope(principal)
-    stmt = _READ_ONE_ALL if scope is None else _READ_ONE_ALL.where(_clients.c.id.in_(scope))
-    row: Row[Any] | None = (await session.execute(stmt, {"client_id": client_id})).one_or_none()
-    if row is None:
-        raise NotFound(f"Client {client_id} was not found.")
-    return row
+    return await _rows.get(session, principal, client_id)
 
 
 async def check_visible(session: AsyncSession, principal: Principal, client_id: uuid.UUID) -> None:
-    """Raise :class:`NotFound` unless the client exists and is in the caller's scope (an
-    index lookup of the id; nothing is loaded)."""
-    scope = client_scope(principal)
-    stmt = _ID_ALL if scope is None else _ID_ALL.where(_clients.c.id.in_(scope))
-    if (await session.execute(stmt, {"client_id": client_id})).first() is None:
-        raise NotFound(f"Client {client_id} was not found.")
+    """Raise :class:`NotFound` unless the client exists and is in the caller's scope."""
+    await _rows.check(session, principal, client_id)
 
 
 async def get(session: AsyncSession, principal: Principal, client_id: uuid.UUID) -> Client:

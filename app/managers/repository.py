@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -14,6 +14,7 @@ from app.assignments.scope import manager_scope, managers_visible
 from app.core.auth import Principal
 from app.core.errors import NotFound
 from app.core.pagination import keyset, page_of
+from app.core.reads import ScopedRows
 from app.core.search import matches
 from app.managers.models import Manager
 from app.managers.schemas import ManagerFilters
@@ -24,34 +25,22 @@ def visible(principal: Principal) -> Select[Manager]:
     return select(Manager).where(managers_visible(principal, Manager.id))
 
 
-# Reads that are only serialised load rows of columns (Core), not ORM entities; the
-# statements for unrestricted callers are built once.
+# Reads that are only serialised: rows of every column (see ``app.core.reads``).
 _managers = Manager.__table__
-READ_COLUMNS = tuple(_managers.c)  # ManagerRead shows every column
-READ_KEYS = tuple(c.key for c in READ_COLUMNS)
-_READ_ALL: Select[Any] = select(*READ_COLUMNS)
-_READ_ONE_ALL: Select[Any] = _READ_ALL.where(_managers.c.id == bindparam("manager_id"))
-_ID_ALL: Select[Any] = select(_managers.c.id).where(_managers.c.id == bindparam("manager_id"))
+_rows = ScopedRows(_managers, manager_scope, "Manager")
+READ_COLUMNS = _rows.columns  # ManagerRead shows every column
+READ_KEYS = _rows.keys
 
 
 async def get_row(session: AsyncSession, principal: Principal, manager_id: uuid.UUID) -> Row[Any]:
     """The manager as a row of :data:`READ_COLUMNS` (one statement), or :class:`NotFound`
     when absent or out of scope."""
-    scope = manager_scope(principal)
-    stmt = _READ_ONE_ALL if scope is None else _READ_ONE_ALL.where(_managers.c.id.in_(scope))
-    row: Row[Any] | None = (await session.execute(stmt, {"manager_id": manager_id})).one_or_none()
-    if row is None:
-        raise NotFound(f"Manager {manager_id} was not found.")
-    return row
+    return await _rows.get(session, principal, manager_id)
 
 
 async def check_visible(session: AsyncSession, principal: Principal, manager_id: uuid.UUID) -> None:
-    """Raise :class:`NotFound` unless the manager exists and is in the caller's scope (an
-    index lookup of the id; nothing is loaded)."""
-    scope = manager_scope(principal)
-    stmt = _ID_ALL if scope is None else _ID_ALL.where(_managers.c.id.in_(scope))
-    if (await session.execute(stmt, {"manager_id": manager_id})).first() is None:
-        raise NotFound(f"Manager {manager_id} was not found.")
+    """Raise :class:`NotFound` unless the manager exists and is in the caller's scope."""
+    await _rows.check(session, principal, manager_id)
 
 
 async def get(
@@ -81,8 +70,7 @@ async def list_page(
     """One keyset page of managers matching ``filters`` as rows of :data:`READ_COLUMNS`
     (one statement)."""
     c = _managers.c
-    scope = manager_scope(principal)
-    stmt = _READ_ALL if scope is None else _READ_ALL.where(c.id.in_(scope))
+    stmt = _rows.visible(principal)
     conditions: list[Any] = []
     if filters.role is not None:
         conditions.append(c.role == filters.role.value)

@@ -12,11 +12,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.core.auth import Role
-from tests.conftest import make_token
+from tests.conftest import make_token, plain_url
 from tests.servers import running_server, wait_until
 
 pytestmark = pytest.mark.slow
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.slow
 async def test_sigterm_lets_the_request_in_flight_finish(
     database_url: str, settings: Settings, tmp_path: Path
 ) -> None:
-    plain = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    plain = plain_url(database_url)
     locker = await asyncpg.connect(plain)
     # Another connection watches: inside the locker's transaction pg_stat_activity would
     # be one snapshot.

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from app.core.health import alembic_config
+from tests.conftest import plain_url
 
 T = TypeVar("T")
 
@@ -28,12 +29,8 @@ def _in_thread(fn: Callable[[], T]) -> T:
         return pool.submit(fn).result()
 
 
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def _execute(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(_plain(url))
+    conn = await asyncpg.connect(plain_url(url))
     try:
         await conn.execute(sql)
     finally:
@@ -41,7 +38,7 @@ async def _execute(url: str, sql: str) -> None:
 
 
 async def _fetch(url: str, sql: str) -> list[tuple[object, ...]]:
-    conn = await asyncpg.connect(_plain(url))
+    conn = await asyncpg.connect(plain_url(url))
     try:
         return [tuple(r) for r in await conn.fetch(sql)]
     finally:

@@ -13,20 +13,15 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.core.auth import Role
 from app.rules.engine import LOCK_KEY
-from tests.conftest import make_token
+from tests.conftest import make_token, plain_url
 from tests.factories import create_client, create_manager
 from tests.servers import running_server, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def _plain(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
 
 
 @pytest.fixture
@@ -52,7 +47,7 @@ async def test_rule_runs_on_both_replicas_evaluate_once(
     http_a, http_b = replicas
     for _ in range(3):  # unassigned clients: each raises an `unassigned` flag
         await create_client(live_client, lifecycle_stage="active")
-    db = await asyncpg.connect(_plain(database_url))
+    db = await asyncpg.connect(plain_url(database_url))
     try:
         # While a run (here: the test) holds the lock, both replicas answer 409.
         await db.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
@@ -86,7 +81,7 @@ async def test_schedules_on_two_replicas_run_once_per_interval(
     database_url: str, settings: Settings, tmp_path: Path, live_client: httpx.AsyncClient
 ) -> None:
     interval_s = 2
-    db = await asyncpg.connect(_plain(database_url))
+    db = await asyncpg.connect(plain_url(database_url))
     try:
         async with (
             running_server(database_url, tmp_path, "a", RULES__SCHEDULE_INTERVAL_S="2"),
@@ -150,7 +145,7 @@ async def test_concurrent_writes_through_both_replicas_keep_invariants(
     assert [r.status_code for r in created] == [201, 201], [r.text for r in created]
     assert created[0].json()["id"] == created[1].json()["id"]
 
-    db = await asyncpg.connect(_plain(database_url))
+    db = await asyncpg.connect(plain_url(database_url))
     try:
         primaries = await db.fetch(
             "SELECT client_id, count(*) AS n FROM assignments WHERE role = 'primary'"
