@@ -187,7 +187,7 @@ async def verify_token(settings: Settings, token: str, jwks: JwksCache | None) -
     if jwks is None:
         if algorithm not in ALGORITHMS:
             raise Unauthorized(f"Tokens must be signed with {', '.join(ALGORITHMS)}.")
-        principal, expires = _decode(settings, token)
+        principal, expires = decode_token(settings, token)
         verified_tokens.put(token, _Verified(principal, settings, None, expires))
         return principal
     if algorithm not in JWKS_ALGORITHMS:
@@ -202,29 +202,21 @@ async def verify_token(settings: Settings, token: str, jwks: JwksCache | None) -
         return cached.principal
     if key.algorithm_name != algorithm:
         raise Unauthorized("The token's algorithm does not match its key.")
-    principal, expires = _decode(settings, token, key=key.key, algorithms=[str(algorithm)])
+    principal, expires = decode_token(settings, token, key=key.key, algorithms=[str(algorithm)])
     verified_tokens.put(token, _Verified(principal, settings, key, expires))
     return principal
 
 
 def decode_token(
     settings: Settings, token: str, *, key: Any = None, algorithms: list[str] | None = None
-) -> Principal:
+) -> tuple[Principal, float]:
     """Verify ``token`` (with the HS256 secret unless ``key`` is given) and build the
-    principal.
+    principal; also the Unix time from which the token is refused (``exp`` + leeway).
 
     Raises:
         Unauthorized: bad signature, wrong algorithm (``none`` included), wrong issuer or
             audience, expired, not yet valid, or claims missing.
     """
-    return _decode(settings, token, key=key, algorithms=algorithms)[0]
-
-
-def _decode(
-    settings: Settings, token: str, *, key: Any = None, algorithms: list[str] | None = None
-) -> tuple[Principal, float]:
-    """:func:`decode_token`, plus the Unix time from which the token is refused
-    (``exp`` + leeway)."""
     try:
         claims = jwt.decode(
             token,
