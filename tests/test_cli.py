@@ -103,7 +103,10 @@ async def test_demo_load_then_the_readme_rule_run(
     assert "clients: 85 rows, 85 created" in out
     # The engagements without an account, as two lines, not 1,000 JSON objects.
     assert "interactions: 8300 rows, 7212 created, 0 updated, 0 unchanged, 1088 rejected" in out
-    assert "  rejected 1000 × client_ref is required (rows 11, 44, 46, 58, 62, ...)" in out
+    assert (
+        "  rejected 1000 × the deal has a blank account in sales_pipeline.csv"
+        " (rows 11, 44, 46, 58, 62, ...)"
+    ) in out
     assert "  (the first 1000 of 1088 rejected rows are listed and counted above)" in out
     assert len(out.splitlines()) < 60, out
     assert report.read_text(encoding="utf-8").count('"reason"') >= 1000

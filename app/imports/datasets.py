@@ -40,6 +40,16 @@ COUNTRIES = {
 COUNTRY_ALIASES = {"Philipines": "Philippines"}
 SECTOR_ALIASES = {"technolgy": "technology"}
 
+# Why a CRM file leaves a required cell blank, by file and column: the importer reports
+# it instead of "client_ref is required", which names a column of a temporary file. One
+# text for every such row, so that a load's summary groups them (the row's external_ref,
+# crm-engage-<opportunity_id> or crm-deal-<opportunity_id>, names the deal).
+BLANK_ACCOUNT = "the deal has a blank account in sales_pipeline.csv"
+CRM_BLANK_REASONS = {
+    "sales": {"client_ref": BLANK_ACCOUNT},
+    "interactions": {"client_ref": BLANK_ACCOUNT},
+}
+
 
 def slug(value: str) -> str:
     """A stable ASCII key for a name (external refs, e-mail local parts)."""
@@ -255,6 +265,7 @@ def crm_sales_files(source: Path, out: Path) -> tuple[dict[str, Path], list[str]
     )
 
     # Engage dates are the recorded contacts (the issue's mapping); close dates are not.
+    # A deal with a blank account leaves client_ref blank: rejected, see CRM_BLANK_REASONS.
     interactions = []
     for d in deals:
         if d["engage_date"]:

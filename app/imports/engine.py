@@ -23,11 +23,12 @@ import csv
 import io
 import operator
 import random
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import chain, islice
 from typing import IO, Any
 
 from sqlalchemy import text
@@ -49,7 +50,7 @@ from app.imports.formats import (
 )
 
 COPY_ROWS = 10_000  # rows per COPY chunk (about 1 MB for a sales file)
-READ_BYTES = 1 << 20
+READ_BYTES = 1 << 16  # read and decoded at a time: about 0.5 MB in memory at most
 MAX_CELL = 1 << 20  # a longer cell ends the file with a clear error
 MAX_REPORTED = 1_000
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -206,23 +207,71 @@ def _cross_checks(resource: str, names: list[str], calendar: FiscalCalendar, cut
     return checks.get(resource, future)
 
 
-class _NulWatch(io.RawIOBase):
-    """The uploaded bytes, noting whether a NUL byte has been read so far: only then are
-    cells searched for it (PostgreSQL text cannot hold NUL)."""
+class _Lines:
+    """The uploaded bytes as the lines ``csv.reader`` reads (line ends kept: CRLF, LF or
+    CR, as a text file opened with ``newline=""`` gives them), without a leading BOM.
+
+    Read and decoded READ_BYTES at a time (memory stays flat but for one line), each
+    chunk cut after its last complete line end so that neither a CRLF nor a UTF-8
+    sequence is split (continuation bytes are never CR or LF). A chunk is decoded
+    strictly in one call; only one that is not valid UTF-8 is decoded again with
+    ``surrogateescape``, each bad byte becoming one character U+DC80..U+DCFF (valid
+    UTF-8 never decodes to those), so that the rows holding one are rejected alone.
+    ``suspect`` says whether a NUL byte or such a chunk has been read so far: only then
+    are cells searched (see :func:`_unstorable`)."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream = stream
-        self.nul = False
+        self.suspect = False
 
-    def readable(self) -> bool:
-        return True
+    def __iter__(self) -> Iterator[str]:
+        # chain and StringIO iterate in C: no Python frame per line.
+        return chain.from_iterable(self._chunks())
 
-    def readinto(self, buffer: Any) -> int:
-        data = self.stream.read(len(buffer))
-        if b"\x00" in data:
-            self.nul = True
-        buffer[: len(data)] = data
-        return len(data)
+    def _chunks(self) -> Iterator[io.StringIO]:
+        pending: list[bytes] = []  # a line without its end yet, in pieces (joined once)
+        first = True
+        while True:
+            data = self.stream.read(READ_BYTES)
+            if not data:
+                body = b"".join(pending)  # the last line, which has no line end
+            else:
+                if b"\x00" in data:
+                    self.suspect = True
+                # A CR as the last byte may be the first half of a CRLF: kept for later.
+                cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
+                if cut:
+                    body = b"".join([*pending, data[:cut]])
+                    pending = [data[cut:]]
+                elif pending and pending[-1].endswith(b"\r"):  # a CR line end after all
+                    body, pending = b"".join(pending), [data]
+                else:
+                    pending.append(data)
+                    continue
+            if body:
+                try:
+                    decoded = body.decode()
+                except UnicodeDecodeError:
+                    self.suspect = True
+                    decoded = body.decode(errors="surrogateescape")
+                if first:
+                    decoded, first = decoded.removeprefix("\ufeff"), False
+                yield io.StringIO(decoded, newline="")
+            if not data:
+                return
+
+
+# What surrogateescape makes of a byte that is not UTF-8 (see _Lines).
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _not_utf8(cells: list[str]) -> tuple[int, int] | None:
+    """The first byte that was not UTF-8 in ``cells`` and its column (from 1), if any."""
+    for column, cell in enumerate(cells, 1):
+        # isascii() reads a flag of the string: most cells are not searched at all.
+        if not cell.isascii() and (found := _NOT_UTF8.search(cell)):
+            return ord(found.group()) - 0xDC00, column
+    return None
 
 
 @dataclass
@@ -231,53 +280,89 @@ class Parsed:
     of the format is in a record (-1: left out, read as blank) and how it is parsed."""
 
     reader: Iterator[list[str]]
-    watch: _NulWatch
-    width: int
+    lines: _Lines
+    header: list[str]
     columns: list[Column]
     plan: list[tuple[int, Parser]]
     required: Callable[[Row], tuple[Any, ...]]
     check: Check
+    blank_reasons: Mapping[str, str]
 
 
 def _open(
-    resource: str, columns: list[Column], stream: IO[bytes], calendar: FiscalCalendar
+    resource: str,
+    columns: list[Column],
+    stream: IO[bytes],
+    calendar: FiscalCalendar,
+    blank_reasons: Mapping[str, str] | None = None,
 ) -> Parsed:
     """Read and check the header. UTF-8 with or without BOM; CRLF, LF and newlines inside
-    quoted cells. Raises Unprocessable when the file is empty, not UTF-8 or its header
-    does not fit the format."""
+    quoted cells. ``blank_reasons``: see :func:`run_import`. Raises Unprocessable when the
+    file is empty, or its header is not UTF-8 or does not fit the format (a column that
+    is unknown, repeated, has an empty name, or a required one missing)."""
     csv.field_size_limit(MAX_CELL)
-    watch = _NulWatch(stream)
-    decoded = io.TextIOWrapper(
-        io.BufferedReader(watch, READ_BYTES), encoding="utf-8-sig", newline=""
-    )
-    reader = csv.reader(decoded)
+    lines = _Lines(stream)
+    reader = csv.reader(lines)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         raise Unprocessable("The file is empty.") from None
-    except UnicodeDecodeError as exc:
-        raise Unprocessable("The file is not UTF-8.") from exc
-    names = [c.name for c in columns]
-    unknown = [h for h in header if h not in names]
-    missing = [c.name for c in columns if c.required and c.name not in header]
-    if unknown or missing:
+    except csv.Error as exc:
+        raise Unprocessable(f"The header cannot be read as CSV: {exc}.") from exc
+    # Checked first: the message below would carry such a name (and NUL cannot be stored).
+    if lines.suspect and (bad := _not_utf8(header)) is not None:
         raise Unprocessable(
-            "The header does not fit the format: "
-            + (f"unknown column(s) {', '.join(unknown)}; " if unknown else "")
-            + (f"missing required column(s) {', '.join(missing)}; " if missing else "")
-            + f"expected {', '.join(names)}.",
+            f"The header is not valid UTF-8 (byte 0x{bad[0]:02x} at column {bad[1]});"
+            " save the file as UTF-8."
+        )
+    if lines.suspect and any("\x00" in h for h in header):
+        raise Unprocessable("The header contains a NUL character; save the file as UTF-8.")
+    names = [c.name for c in columns]
+    problems = []
+    if unknown := list(dict.fromkeys(h for h in header if h and h not in names)):
+        problems.append(f"unknown column(s) {', '.join(unknown)}")
+    if repeated := [name for name in names if header.count(name) > 1]:
+        where = {n: ", ".join(str(i) for i, h in enumerate(header, 1) if h == n) for n in repeated}
+        problems.append(
+            f"repeated column(s) {', '.join(f'{n} (positions {where[n]})' for n in repeated)}"
+        )
+    # An empty name (a trailing comma too) is refused, not ignored: the cells under it
+    # would be dropped without a word.
+    if empty := [str(i) for i, h in enumerate(header, 1) if not h]:
+        plural = "s" if len(empty) > 1 else ""
+        problems.append(f"empty column name{plural} at position{plural} {', '.join(empty)}")
+    if missing := [c.name for c in columns if c.required and c.name not in header]:
+        problems.append(f"missing required column(s) {', '.join(missing)}")
+    if problems:
+        raise Unprocessable(
+            f"The header does not fit the format: {'; '.join(problems)}; "
+            f"expected {', '.join(names)}."
         )
     plan = [(header.index(c.name) if c.name in header else -1, c.parse) for c in columns]
     # Positions in a staged row of the required columns (2: after row_no and error).
     required = operator.itemgetter(*(i + 2 for i, c in enumerate(columns) if c.required), 0)
     cutoff = utc_text(datetime.now(UTC) + FUTURE_TOLERANCE)
     check = _cross_checks(resource, names, calendar, cutoff)
-    return Parsed(reader, watch, len(header), columns, plan, required, check)
+    return Parsed(reader, lines, header, columns, plan, required, check, dict(blank_reasons or {}))
+
+
+def _unstorable(cells: list[str], header: list[str]) -> str | None:
+    """Why a record's cells cannot be stored as text, if so: a byte that is not UTF-8
+    (see :class:`_Lines`; its column counted from 1 and named) or a NUL character
+    (PostgreSQL text cannot hold NUL)."""
+    if (bad := _not_utf8(cells)) is not None:
+        byte, column = bad
+        name = header[column - 1]
+        return f"row is not valid UTF-8 (byte 0x{byte:02x} at column {column}, {name})"
+    if any("\x00" in cell for cell in cells):
+        return "contains a NUL character"
+    return None
 
 
 def _reason(parsed: Parsed, cells: list[str]) -> tuple[str, str | None]:
     """Why a record's cells do not parse (the first bad column in format order) and its
-    external_ref when that parsed."""
+    external_ref when that parsed. A blank required cell is "<column> is required" unless
+    ``blank_reasons`` says why it is blank."""
     ref = None
     for (index, parse), column in zip(parsed.plan, parsed.columns, strict=True):
         try:
@@ -285,7 +370,7 @@ def _reason(parsed: Parsed, cells: list[str]) -> tuple[str, str | None]:
         except ValueError as exc:
             return f"{column.name}: {exc}", ref
         if value is None and column.required:
-            return f"{column.name} is required", ref
+            return parsed.blank_reasons.get(column.name, f"{column.name} is required"), ref
         if column.name == "external_ref":
             ref = value
     raise AssertionError("the cells parse")  # pragma: no cover
@@ -294,16 +379,18 @@ def _reason(parsed: Parsed, cells: list[str]) -> tuple[str, str | None]:
 def _records(parsed: Parsed) -> Iterator[Row]:
     """The staged rows, record by record: ``[row_no, None, cells..., period_start,
     period_end]`` as COPY text (None is NULL), or ``[row_no, reason, external_ref, None...]``
-    for a row that cannot be written. Blank records are skipped but keep their number.
-    Raises Unprocessable for a record that is not UTF-8 or not CSV."""
-    reader, watch, width, plan, required, check = (
+    for a row that cannot be written (one with a byte that is not UTF-8 among them).
+    Blank records are skipped but keep their number. Raises Unprocessable for a record
+    that is not CSV."""
+    reader, lines, header, plan, required, check = (
         parsed.reader,
-        parsed.watch,
-        parsed.width,
+        parsed.lines,
+        parsed.header,
         parsed.plan,
         parsed.required,
         parsed.check,
     )
+    width = len(header)
     nothing = [None] * (len(plan) + 1)
     row_no = 1
     try:
@@ -314,8 +401,8 @@ def _records(parsed: Parsed) -> Iterator[Row]:
                 if not any(cell.strip() for cell in cells):
                     continue  # a blank line: no row, but it keeps its number
                 error: str | None = f"has {len(cells)} cells, the header has {width}"
-            elif watch.nul and any("\x00" in cell for cell in cells):
-                error = "contains a NUL character"
+            elif lines.suspect and (problem := _unstorable(cells, header)) is not None:
+                error, ref = problem, _clean_ref(parsed, cells)
             else:
                 cells.append("")  # what a left-out column (index -1) reads
                 try:
@@ -340,10 +427,19 @@ def _records(parsed: Parsed) -> Iterator[Row]:
                         continue
                     ref = row[2]
             yield [row_no, error, ref, *nothing]
-    except UnicodeDecodeError as exc:
-        raise Unprocessable(f"Row {row_no + 1} is not valid UTF-8.") from exc
     except csv.Error as exc:
         raise Unprocessable(f"Row {row_no + 1} cannot be read as CSV: {exc}.") from exc
+
+
+def _clean_ref(parsed: Parsed, cells: list[str]) -> str | None:
+    """The external_ref of a row that cannot be stored, when that cell itself can."""
+    cell = cells[parsed.plan[0][0]].strip()  # external_ref: first and required
+    if "\x00" in cell or _not_utf8([cell]) is not None:
+        return None
+    try:
+        return parsed.plan[0][1](cell)
+    except ValueError:
+        return None
 
 
 async def _stage(
@@ -352,11 +448,12 @@ async def _stage(
     columns: list[Column],
     stream: IO[bytes],
     calendar: FiscalCalendar,
+    blank_reasons: Mapping[str, str] | None = None,
 ) -> int:
     """Load the file into the temporary table ``import_rows``; answers its row count.
     The rows go to COPY as CSV text in chunks while the next ones are parsed, so the
     server parses its side (numbers, instants) at the same time."""
-    parsed = _open(resource, columns, stream, calendar)
+    parsed = _open(resource, columns, stream, calendar, blank_reasons)
     await conn.execute(text("DROP TABLE IF EXISTS import_rows"))
     column_ddl = ", ".join(f"{c.name} {c.pg_type}" for c in columns)
     extra_ddl = ", ".join(f"{name} {kind}" for name, kind in EXTRA_COLUMNS)
@@ -492,11 +589,15 @@ async def run_import(
     roles: list[str],
     request_id: str | None,
     import_id: str,
+    blank_reasons: Mapping[str, str] | None = None,
 ) -> ImportReport:
     """Import ``stream`` (CSV, our format for ``resource``) in the session's transaction.
 
-    Raises Unprocessable for a file that cannot be read at all (empty, not UTF-8, a
-    header that does not fit); row problems are reported, not raised."""
+    ``blank_reasons`` maps a required column to the reason reported for a row that
+    leaves it blank, instead of "<column> is required" (a data-set loader knows why
+    the cell it wrote is blank). Raises Unprocessable for a file that cannot be read at
+    all (empty, a header that is not UTF-8 or does not fit, a record that is not CSV);
+    row problems, a row that is not UTF-8 among them, are reported, not raised."""
     started = time.perf_counter()
     if resource not in RESOURCES:
         raise Unprocessable.field("resource", f"Cannot import {resource!r}.")
@@ -509,7 +610,7 @@ async def run_import(
     # work_mem: the sorts and hashes over a large file stay in memory.
     for setting in ("statement_timeout = 0", "TimeZone = 'UTC'", "work_mem = '64MB'"):
         await conn.execute(text(f"SET LOCAL {setting}"))
-    report.rows = await _stage(conn, resource, columns, stream, calendar)
+    report.rows = await _stage(conn, resource, columns, stream, calendar, blank_reasons)
     for check in (sql.DUPLICATES, *spec.checks):
         await conn.execute(text(check))
     if spec.rejected_refs is not None:

@@ -6,8 +6,9 @@ rule's matches into ``rule_matches`` with one INSERT … SELECT per rule; (4) st
 changes in ``rule_changes`` with one FULL JOIN of the matches and the unresolved flags:
 new matches to raise, flags whose condition is gone to resolve (``resolved_by:
 rule_run``), snoozed flags whose date has passed and whose condition still holds to
-reopen; (5) only if there is any, writes the run's row, the flags, their history, audit
-rows and the health points of the clients whose score moved. A run that changes
+reopen; (5) only if there is any, writes the run's row, the flags, their history (a
+raise is the flag's own record; resolves and reopens get an event), audit rows and the
+health points of the clients whose score moved, holding ``APPLY_LOCK_KEY``. A run that changes
 nothing writes its ``rule_runs`` row and nothing else. Nothing loops over rows in
 Python. A simulation does (2)–(4) inside a savepoint that is rolled back.
 
@@ -19,6 +20,7 @@ it is writing once per row.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,11 +37,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.errors import Conflict, FieldError, Unprocessable
+from app.core.ids import ordered_uuid_sql
 from app.rules.catalogue import CATALOGUE, NegativeSentiment, Params, Rule, fx_lookup
 from app.rules.models import Rule as RuleRow
 from app.rules.models import RuleRun
 
 LOCK_KEY = 0x616D7372  # "amsr": one advisory lock for rule runs
+# Held by a run while it writes flags and health points; deleting a client (or a run, or
+# a rule) takes it shared first (trigger refuse_if_referenced, migration 0012_rule_refs),
+# so the per-statement reference checks of what a run writes cannot race a delete.
+APPLY_LOCK_KEY = 0x616D7377  # "amsw"
 # Health score (0-100): 100 minus these points per open or acknowledged flag of the
 # client (snoozed and resolved flags do not count), never below 0.
 SEVERITY_POINTS = {"critical": 40, "high": 25, "medium": 10, "low": 5}
@@ -395,24 +402,25 @@ SELECT rule_key, count(*) FROM resolved GROUP BY rule_key
 # Only runs insert flags, and runs hold the advisory lock from staging to commit, so no
 # other unresolved flag can appear for a staged (rule, subject): a plain INSERT (no
 # speculative insertion). The partial unique index still guarantees one unresolved
-# flag per (rule, subject); a violation would fail the run.
-_APPLY_RAISE = """
+# flag per (rule, subject); a violation would fail the run. New flags get time-ordered
+# ids, so they and their audit rows go to the right edge of the id indexes (random ids
+# put each on a random page of them).
+_APPLY_RAISE = (
+    """
 WITH raised AS (
     INSERT INTO flags (id, rule_key, rule_version, subject_type, subject_id, client_id,
                        quota_id, manager_id, severity, status, evidence, raised_at,
                        raised_by_run_id, version, created_at, updated_at, created_by,
                        updated_by)
-    SELECT gen_random_uuid(), m.rule_key, m.rule_version, m.subject_type, m.subject_id,
+    SELECT """
+    + ordered_uuid_sql("row_number() OVER ()", ":id_salt")
+    + """, m.rule_key, m.rule_version, m.subject_type, m.subject_id,
            m.client_id, m.quota_id, m.manager_id, m.severity, 'open', m.evidence, :as_of,
            :run_id, 1, now(), now(), 'rule_run', 'rule_run'
     FROM rule_changes c JOIN rule_matches m
       ON m.rule_key = c.rule_key AND m.subject_id = c.subject_id
     WHERE c.action = 'raise'
     RETURNING id, client_id, rule_key),
-events AS (
-    INSERT INTO flag_events (id, flag_id, client_id, from_status, to_status, at, actor, run_id)
-    SELECT gen_random_uuid(), id, client_id, NULL, 'open', :as_of, 'rule_run', :run_id
-    FROM raised),
 audited AS (
     INSERT INTO audit_events (actor, roles, source, resource, resource_id, action, client_id,
                               changes, request_id)
@@ -424,6 +432,7 @@ changed AS (INSERT INTO rule_changed_clients SELECT client_id FROM raised
     WHERE client_id IS NOT NULL)
 SELECT rule_key, count(*) FROM raised GROUP BY rule_key
 """
+)
 
 # The changed clients' new scores next to their last recorded ones, staged; then only
 # the scores that moved are inserted (client_health_history is not read by the INSERT).
@@ -470,14 +479,16 @@ async def _apply(
     roles: list[str],
     request_id: str | None,
 ) -> None:
-    """Write the staged changes: reopen, resolve, raise (each with its flag_events and
-    audit rows), then a health point for every client whose score moved."""
+    """Write the staged changes: reopen, resolve (each with its flag_events and audit
+    rows), raise (flags and audit rows), then a health point for every client whose
+    score moved. The caller holds ``APPLY_LOCK_KEY``."""
     await conn.execute(
         text("CREATE TEMP TABLE rule_changed_clients (client_id uuid) ON COMMIT DROP")
     )
     binds = {
         "as_of": as_of,
         "run_id": run_id,
+        "id_salt": random.randrange(4096),
         "actor": actor,
         "roles": roles,
         "request_id": request_id,
@@ -566,6 +577,7 @@ async def run_rules(
         # The flags and events written next refer to the run: its row goes first.
         session.add(run)
         await session.flush()
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPLY_LOCK_KEY})
         await _apply(conn, run.id, as_of, outcome, actor, roles or [], request_id)
     _finish_counts(outcome)
     run.raised = outcome.total("raised")

@@ -111,15 +111,15 @@ class Flag(ResourceMixin, Base):
 
     __tablename__ = "flags"
 
-    rule_key: Mapped[str] = mapped_column(
-        ForeignKey("rules.key", ondelete="RESTRICT"), nullable=False
-    )
+    # rule_key, client_id and raised_by_run_id refer to rules, clients and rule_runs
+    # through triggers that check a whole statement at once (migration 0012_rule_refs):
+    # a run writes hundreds of thousands of flags, and a row-level foreign key costs a
+    # trigger call and a locked parent row for each.
+    rule_key: Mapped[str] = mapped_column(String(50), nullable=False)
     rule_version: Mapped[int] = mapped_column(Integer, nullable=False)
     subject_type: Mapped[str] = mapped_column(String(10), nullable=False)
     subject_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
-    client_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("clients.id", ondelete="RESTRICT")
-    )
+    client_id: Mapped[uuid.UUID | None] = mapped_column()
     quota_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quotas.id", ondelete="CASCADE"))
     manager_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("managers.id", ondelete="RESTRICT")
@@ -128,9 +128,7 @@ class Flag(ResourceMixin, Base):
     status: Mapped[str] = mapped_column(String(15), nullable=False)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    raised_by_run_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("rule_runs.id", ondelete="RESTRICT"), nullable=False
-    )
+    raised_by_run_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
     snoozed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_by: Mapped[str | None] = mapped_column(String(20))
@@ -161,7 +159,9 @@ class Flag(ResourceMixin, Base):
 
 
 class FlagEvent(Base):
-    """One step of a flag's life: raised, acknowledged, snoozed, reopened, resolved."""
+    """One step of a flag's life after its raise: acknowledged, snoozed, reopened,
+    resolved. (The raise is the flag's own record: ``raised_at``, ``raised_by_run_id``;
+    the history and the timeline show it from there.)"""
 
     __tablename__ = "flag_events"
 
@@ -190,12 +190,9 @@ class HealthPoint(Base):
 
     __tablename__ = "client_health_history"
 
-    client_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("clients.id", ondelete="RESTRICT"), primary_key=True
-    )
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("rule_runs.id", ondelete="RESTRICT"), primary_key=True
-    )
+    # References checked per statement by triggers, as the flags' (migration 0012).
+    client_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     score: Mapped[int] = mapped_column(Integer, nullable=False)
 

@@ -6,7 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    Select,
+    String,
+    and_,
+    exists,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments.models import Assignment
@@ -115,14 +127,39 @@ async def flags_page(
 
 async def flag_events_page(
     session: AsyncSession, flag_id: uuid.UUID, page: PageQuery
-) -> tuple[list[FlagEvent], str | None]:
-    stmt = select(FlagEvent).where(FlagEvent.flag_id == flag_id)
+) -> tuple[list[Row[Any]], str | None]:
+    """A flag's history in order: its raise, read from the flag itself (event id = the
+    flag's id, ``seq`` 0, actor ``rule_run``, the raising run), then its stored events
+    (acknowledge, snooze, reopen, resolve). Rows carry the fields of ``FlagEventRead``
+    and ``seq``; the cursor is the last ``seq``."""
+    raise_event = select(
+        Flag.id.label("id"),
+        Flag.id.label("flag_id"),
+        null().label("from_status"),
+        literal(FlagStatus.open.value, String).label("to_status"),
+        Flag.raised_at.label("at"),
+        literal("rule_run", String).label("actor"),
+        Flag.raised_by_run_id.label("run_id"),
+        null().label("note"),
+        literal(0, BigInteger).label("seq"),
+    ).where(Flag.id == flag_id)
+    stored = select(
+        FlagEvent.id,
+        FlagEvent.flag_id,
+        FlagEvent.from_status,
+        FlagEvent.to_status,
+        FlagEvent.at,
+        FlagEvent.actor,
+        FlagEvent.run_id,
+        FlagEvent.note,
+        FlagEvent.seq,
+    ).where(FlagEvent.flag_id == flag_id)
+    events = union_all(raise_event, stored).subquery("events")
+    stmt = select(events)
     if page.cursor:
         (seq,) = decode_cursor(page.cursor, int)
-        stmt = stmt.where(FlagEvent.seq > seq)
-    rows = list(
-        (await session.execute(stmt.order_by(FlagEvent.seq).limit(page.limit + 1))).scalars()
-    )
+        stmt = stmt.where(events.c.seq > seq)
+    rows = list((await session.execute(stmt.order_by(events.c.seq).limit(page.limit + 1))).all())
     items = rows[: page.limit]
     return items, encode_cursor(items[-1].seq) if len(rows) > page.limit else None
 

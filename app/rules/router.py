@@ -231,7 +231,9 @@ async def list_flag_history(
     principal: CurrentPrincipal,
     page: Annotated[PageQuery, Query()],
 ) -> FlagEventPage:
-    """Every step of the flag's life, with actor, time and note."""
+    """Every step of the flag's life, in order, with actor, time and note: first its
+    raise (the run that raised it; the step's id is the flag's id), then each
+    transition."""
     await repository.get_flag(session, principal, flag_id)
     rows, cursor = await repository.flag_events_page(session, flag_id, page)
     return FlagEventPage(items=[FlagEventRead.model_validate(r) for r in rows], next_cursor=cursor)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
+    literal_column,
     or_,
     select,
     union_all,
@@ -130,13 +131,33 @@ def _events(client_id: Any) -> dict[EventKind, Any]:
 
 
 def _flag_events(client_id: Any, kind: EventKind) -> Any:
-    raised = kind == EventKind.flag_raised
+    """Flags raised (read from the flags: a raise is the flag's own record, its event id
+    the flag's id) or resolved (their stored ``resolved`` events)."""
+    if kind == EventKind.flag_raised:
+        return select(
+            Flag.raised_at.label("at"),
+            literal(kind.value, type_=String).label("kind"),
+            Flag.id.label("id"),
+            (Flag.rule_key + " raised").label("summary"),
+            func.json_build_object(
+                "flag_id",
+                Flag.id,
+                "rule_key",
+                Flag.rule_key,
+                "severity",
+                Flag.severity,
+                "actor",
+                literal_column("'rule_run'"),
+                "note",
+                literal_column("CAST(NULL AS text)"),
+            ).label("data"),
+        ).where(Flag.client_id == client_id)
     return (
         select(
             FlagEvent.at.label("at"),
             literal(kind.value, type_=String).label("kind"),
             FlagEvent.id.label("id"),
-            (Flag.rule_key + (" raised" if raised else " resolved")).label("summary"),
+            (Flag.rule_key + " resolved").label("summary"),
             func.json_build_object(
                 "flag_id",
                 Flag.id,
@@ -151,10 +172,7 @@ def _flag_events(client_id: Any, kind: EventKind) -> Any:
             ).label("data"),
         )
         .join(Flag, Flag.id == FlagEvent.flag_id)
-        .where(
-            FlagEvent.client_id == client_id,
-            FlagEvent.from_status.is_(None) if raised else FlagEvent.to_status == "resolved",
-        )
+        .where(FlagEvent.client_id == client_id, FlagEvent.to_status == "resolved")
     )
 
 

@@ -254,7 +254,8 @@ def test_deals_without_an_account_are_rejected_rows_not_a_crash(
     loaded: dict[str, Any], source: Source
 ) -> None:
     """Engaged deals with a blank account have no client: each engagement is a rejected
-    interaction row ("client_ref is required"); the rest go in."""
+    interaction row whose reason names the source file (not "client_ref is required",
+    a column of the loader's temporary file); the rest go in."""
     engaged = [d for d in source.deals if d["engage_date"]]
     blank = [d for d in engaged if not d["account"]]
     assert blank
@@ -264,7 +265,9 @@ def test_deals_without_an_account_are_rejected_rows_not_a_crash(
     assert report["rejected"] == len(blank)
     assert report["created"] == len(engaged) - len(blank)
     assert report["rejections_truncated"] == (len(blank) > 1000)
-    assert {r["reason"] for r in report["rejections"]} == {"client_ref is required"}
+    assert {r["reason"] for r in report["rejections"]} == {
+        "the deal has a blank account in sales_pipeline.csv"
+    }
     reported = [r["external_ref"] for r in report["rejections"]]
     assert reported == [f"crm-engage-{d['opportunity_id']}" for d in blank][: len(reported)]
     assert len(reported) == min(len(blank), 1000)

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from app.config import Settings
 from app.core.auth import Role
 from app.core.errors import Unprocessable
+from app.imports import engine
 from app.imports.engine import MAX_REFUSED, RESOURCES, run_import
 from app.imports.router import ImportResource
 from tests.assertions import assert_invalid, assert_problem
@@ -136,7 +137,13 @@ class Importer:
     last_id: str = ""
 
     async def __call__(
-        self, resource: str, data: bytes | Rows, *, dry_run: bool = False, check: bool = True
+        self,
+        resource: str,
+        data: bytes | Rows,
+        *,
+        dry_run: bool = False,
+        check: bool = True,
+        blank_reasons: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Import ``data``; with ``check``, assert the report's counts add up."""
         payload = data if isinstance(data, bytes) else csv_bytes(data)
@@ -152,6 +159,7 @@ class Importer:
                 roles=["admin"],
                 request_id=REQUEST_ID,
                 import_id=self.last_id,
+                blank_reasons=blank_reasons,
             )
         result = report.as_dict()
         if check:
@@ -305,32 +313,154 @@ class TestFraming:
         )
         assert await count_rows(connection, "managers", "audit_events") == before
 
+    async def test_header_repeating_a_column_refuses_the_file(
+        self, importer: Importer, connection: AsyncConnection
+    ) -> None:
+        """Refused, naming it and where it is (it used to be read from its first place and
+        the other silently ignored)."""
+        rows = [
+            ["external_ref", "name", "name", "segment", "country", "currency"],
+            ["rep-1", "First Name", "Second Name", "small", "GB", "GBP"],
+        ]
+        with pytest.raises(Unprocessable) as caught:
+            await importer("clients", rows)
+        assert caught.value.detail == (
+            "The header does not fit the format: repeated column(s) name (positions 2, 3);"
+            " expected external_ref, name, legal_name, industry, segment, lifecycle_stage,"
+            " parent_ref, country, currency, time_zone, renewal_date, annual_value,"
+            " annual_value_currency."
+        )
+        assert await count_rows(connection, "clients") == {"clients": 0}
+
+    @pytest.mark.parametrize(
+        ("data", "problem"),
+        [
+            (
+                b"external_ref,email,full_name,\nx-1,x1@imp.test,X One,\n",
+                "empty column name at position 4",
+            ),
+            (
+                b"external_ref,,email,full_name, \r\nx-1,,x1@imp.test,X One,\r\n",
+                "empty column names at positions 2, 5",
+            ),
+        ],
+        ids=["trailing-comma", "two-empty"],
+    )
+    async def test_header_with_an_empty_column_name_refuses_the_file(
+        self, importer: Importer, connection: AsyncConnection, data: bytes, problem: str
+    ) -> None:
+        """Even a trailing comma (the rows ending in one too): cells under no name would
+        be dropped without a word."""
+        with pytest.raises(Unprocessable) as caught:
+            await importer("managers", data)
+        assert caught.value.detail == (
+            f"The header does not fit the format: {problem}; expected external_ref, email,"
+            " full_name, role, reports_to_ref, time_zone, region, active."
+        )
+        assert await count_rows(connection, "managers") == {"managers": 0}
+
     @pytest.mark.parametrize(
         ("data", "message"),
         [
             (b"", "The file is empty."),
-            ("external_ref,name\nx,Caf\xe9\n".encode("latin-1"), "UTF-8"),
+            (
+                "external_ref,name,r\xe9gion\nx,Caf\xe9,EU\n".encode("latin-1"),
+                "The header is not valid UTF-8 (byte 0xe9 at column 3); save the file as UTF-8.",
+            ),
+            (
+                "external_ref,name\nx,Caf\xe9\n".encode("utf-16"),
+                "The header is not valid UTF-8 (byte 0xff at column 1); save the file as UTF-8.",
+            ),
+            (
+                "external_ref,name\nx,Caf\xe9\n".encode("utf-16-le"),
+                "The header contains a NUL character; save the file as UTF-8.",
+            ),
         ],
-        ids=["empty", "latin-1"],
+        ids=["empty", "latin-1-header", "utf-16", "utf-16-without-bom"],
     )
     async def test_unreadable_file_is_refused(
         self, importer: Importer, data: bytes, message: str
     ) -> None:
         with pytest.raises(Unprocessable) as caught:
             await importer("clients", data)
-        assert message in str(caught.value.detail)
+        assert caught.value.detail == message
 
-    async def test_invalid_utf8_late_in_a_long_file_writes_nothing(
+    async def test_invalid_utf8_in_one_row_rejects_that_row_only(
         self, importer: Importer, connection: AsyncConnection
     ) -> None:
-        rows = [CLIENTS[0][:6]] + [
-            [f"long-{n}", f"Client {n}", "small", "active", "HU", "HUF"] for n in range(3000)
+        """One latin-1 byte in row 5 of 10: that row is rejected with the byte and its
+        column, the other nine (non-ASCII names after it too) go in."""
+        head = CLIENT_HEAD[:5]
+        lines = [",".join(head).encode()] + [
+            f"u-{n},Ügyfél {n},small,HU,HUF".encode() for n in range(2, 12)
         ]
-        data = csv_bytes(rows) + b"long-x,Caf\xe9,small,active,HU,HUF\n"
-        with pytest.raises(Unprocessable) as caught:
-            await importer("clients", data)
-        assert "UTF-8" in str(caught.value.detail)
-        assert await count_rows(connection, "clients") == {"clients": 0}
+        lines[5 - 1] = b"u-5,Caf\xe9 Kft.,small,HU,HUF"
+        report = await importer("clients", b"\n".join(lines) + b"\n")
+        assert (report["rows"], report["created"], report["rejected"]) == (10, 9, 1), report
+        assert report["rejections"] == [
+            {
+                "row": 5,
+                "external_ref": "u-5",
+                "reason": "row is not valid UTF-8 (byte 0xe9 at column 2, name)",
+            }
+        ]
+        stored: dict[str, str] = dict(
+            (
+                await connection.execute(
+                    text("SELECT external_ref, name FROM clients WHERE external_ref LIKE 'u-%'")
+                )
+            ).all()
+        )
+        assert stored == {f"u-{n}": f"Ügyfél {n}" for n in range(2, 12) if n != 5}
+
+    @pytest.mark.parametrize("read_bytes", [1, 3, 64, 4096])
+    async def test_invalid_utf8_late_in_a_long_file_rejects_that_row_only(
+        self,
+        importer: Importer,
+        connection: AsyncConnection,
+        monkeypatch: pytest.MonkeyPatch,
+        read_bytes: int,
+    ) -> None:
+        """Read in chunks of any size (one byte: every CRLF, every UTF-8 sequence and the
+        BOM split between two), the rows are the same; a bad byte after many clean chunks
+        rejects its row only (it used to refuse the file, naming a wrong row), and the
+        last row, with no line end, goes in."""
+        monkeypatch.setattr(engine, "READ_BYTES", read_bytes)
+        count = 3000 if read_bytes > 1 else 300  # one-byte reads are slow
+        rows = [CLIENT_HEAD[:5]] + [
+            [f"long-{n}", f"Client {n}", "small", "HU", "HUF"] for n in range(count)
+        ]
+        rows += [["long-q", 'Két\r\nsoros, 日本 "Kft."', "small", "JP", "JPY"]]
+        data = csv_bytes(rows, bom=True, newline="\r\n")
+        data += b"long-x,small,Caf\xe9,HU,HUF\r\nlong-y,Utolj\xc3\xa1ra,small,HU,HUF"
+        report = await importer("clients", data)
+        assert (report["rows"], report["created"], report["rejected"]) == (
+            count + 3,
+            count + 2,
+            1,
+        )
+        assert report["rejections"] == [
+            {
+                "row": count + 3,
+                "external_ref": "long-x",
+                "reason": "row is not valid UTF-8 (byte 0xe9 at column 3, segment)",
+            }
+        ]
+        stored: dict[str, str] = dict(
+            (
+                await connection.execute(
+                    text(
+                        "SELECT external_ref, name FROM clients"
+                        " WHERE external_ref IN ('long-0', 'long-q', 'long-y')"
+                    )
+                )
+            ).all()
+        )
+        assert stored == {
+            "long-0": "Client 0",
+            "long-q": 'Két\r\nsoros, 日本 "Kft."',
+            "long-y": "Utoljára",
+        }
 
     async def test_unknown_resource(self, importer: Importer) -> None:
         with pytest.raises(Unprocessable):
@@ -773,9 +903,36 @@ async def test_nul_character_in_a_cell_rejects_that_row_only(
     rows = [["external_ref", "email", "full_name"], ["z-1", "z1@imp.test", "Bad\x00Name"]]
     rows += [["z-2", "z2@imp.test", "Good Name"]]
     report = await importer("managers", rows)
-    assert list(reasons(report)) == [2], report
+    assert report["rejections"] == [
+        {"row": 2, "external_ref": "z-1", "reason": "contains a NUL character"}
+    ]
     assert report["created"] == 1
     assert await refs(connection, "managers") == {"z-2"}
+
+
+async def test_a_loader_can_say_why_a_required_cell_is_blank(
+    importer: Importer, connection: AsyncConnection, org: Any
+) -> None:
+    """``blank_reasons`` (what a data-set loader knows of the file it wrote) replaces
+    "<column> is required" for that column only."""
+    rows = [
+        INTERACTIONS[0],
+        ["b-1", "", "t-ann", "meeting", "outbound", "2024-03-01", "", "Engaged", "", ""],
+        ["b-2", "t-acme", "t-ann", "meeting", "outbound", "2024-03-01", "", "", "", ""],
+        ["b-3", "t-acme", "t-ann", "meeting", "outbound", "2024-03-01", "", "Engaged", "", ""],
+    ]
+    why = {"client_ref": "the deal has a blank account in sales_pipeline.csv"}
+    report = await importer("interactions", rows, blank_reasons=why)
+    assert report["rejections"] == [
+        {
+            "row": 2,
+            "external_ref": "b-1",
+            "reason": "the deal has a blank account in sales_pipeline.csv",
+        },
+        {"row": 3, "external_ref": "b-2", "reason": "subject is required"},
+    ]
+    assert report["created"] == 1
+    assert "b-3" in await refs(connection, "interactions")
 
 
 async def test_cell_beyond_the_csv_field_limit_rejects_that_row_only(
