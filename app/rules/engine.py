@@ -44,7 +44,7 @@ from app.rules.models import RuleRun
 
 LOCK_KEY = 0x616D7372  # "amsr": one advisory lock for rule runs
 # Held by a run while it writes flags and health points; deleting a client (or a run, or
-# a rule) takes it shared first (trigger refuse_if_referenced, migration 0012_rule_refs),
+# a rule) takes it shared first (trigger wait_for_rule_writes, migration 0012_rule_refs),
 # so the per-statement reference checks of what a run writes cannot race a delete.
 APPLY_LOCK_KEY = 0x616D7377  # "amsw"
 # Health score (0-100): 100 minus these points per open or acknowledged flag of the

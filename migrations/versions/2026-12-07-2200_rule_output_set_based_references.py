@@ -14,8 +14,9 @@ This migration:
   wrote (``check_references``), on the parents a BEFORE DELETE / UPDATE OF key row
   trigger that refuses while a row refers to them (``refuse_if_referenced``), and
   BEFORE UPDATE row triggers that keep those columns as written. Violations raise
-  SQLSTATE 23503 with the old constraint's name, as the foreign keys did. A parent's
-  check first takes the advisory lock ``APPLY_LOCK`` (shared) that a run holds
+  SQLSTATE 23503 with the old constraint's name, as the foreign keys did. A DELETE (or
+  key UPDATE) statement on a parent first takes the advisory lock ``APPLY_LOCK``
+  (shared; a BEFORE statement trigger, so before it locks any row) that a run holds
   exclusively while it writes, so a client cannot go while a run writes a flag for it.
   ``flags.manager_id`` and ``flags.quota_id`` keep their foreign keys (most flags have
   neither, and a NULL is not checked).
@@ -65,7 +66,20 @@ END;
 $$;
 """
 
-REFUSE_IF_REFERENCED = f"""
+WAIT_FOR_RULE_WRITES = f"""
+CREATE FUNCTION wait_for_rule_writes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+-- BEFORE DELETE / UPDATE OF the key FOR EACH STATEMENT of a parent: a run holds this
+-- lock exclusively while it writes; waiting here, before any row is locked, lets the
+-- row checks see its rows and cannot deadlock with it.
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared({APPLY_LOCK});
+    RETURN NULL;
+END;
+$$;
+"""
+
+REFUSE_IF_REFERENCED = """
 CREATE FUNCTION refuse_if_referenced() RETURNS trigger
 LANGUAGE plpgsql AS $$
 -- BEFORE DELETE, or BEFORE UPDATE OF the key, FOR EACH ROW of a parent.
@@ -74,8 +88,6 @@ DECLARE
     i int := 1;
     referenced boolean;
 BEGIN
-    -- A run holds this lock exclusively while it writes: wait for its rows to be seen.
-    PERFORM pg_advisory_xact_lock_shared({APPLY_LOCK});
     WHILE i < TG_NARGS LOOP
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I c WHERE c.%I = ($1).%I)',
                        TG_ARGV[i], TG_ARGV[i + 1], TG_ARGV[0])
@@ -139,6 +151,7 @@ def upgrade() -> None:
     for child, *_, name in REFERENCES:
         op.drop_constraint(name, child, type_="foreignkey")
     op.execute(CHECK_REFERENCES)
+    op.execute(WAIT_FOR_RULE_WRITES)
     op.execute(REFUSE_IF_REFERENCED)
     op.execute(KEEP_REFERENCES)
     for child in ("flags", "client_health_history"):
@@ -162,6 +175,10 @@ def upgrade() -> None:
             [key, *(v for child, column, _, _, name in refs for v in (child, column, name))]
         )
         op.execute(
+            f"CREATE TRIGGER {parent}_wait_for_rule_writes BEFORE DELETE OR UPDATE OF {key}"
+            f" ON {parent} FOR EACH STATEMENT EXECUTE FUNCTION wait_for_rule_writes()"
+        )
+        op.execute(
             f"CREATE TRIGGER {parent}_refuse_if_referenced BEFORE DELETE ON {parent}"
             f" FOR EACH ROW EXECUTE FUNCTION refuse_if_referenced({args})"
         )
@@ -176,11 +193,13 @@ def downgrade() -> None:
     for parent in ("clients", "rule_runs", "rules"):
         op.execute(f"DROP TRIGGER {parent}_refuse_if_referenced ON {parent}")
         op.execute(f"DROP TRIGGER {parent}_key_refuse_if_referenced ON {parent}")
+        op.execute(f"DROP TRIGGER {parent}_wait_for_rule_writes ON {parent}")
     for child in ("flags", "client_health_history"):
         op.execute(f"DROP TRIGGER {child}_check_references ON {child}")
         op.execute(f"DROP TRIGGER {child}_keep_references ON {child}")
     op.execute("DROP FUNCTION keep_references()")
     op.execute("DROP FUNCTION refuse_if_referenced()")
+    op.execute("DROP FUNCTION wait_for_rule_writes()")
     op.execute("DROP FUNCTION check_references()")
     for child, column, parent, key, name in REFERENCES:
         op.create_foreign_key(name, child, parent, [column], [key], ondelete="RESTRICT")

@@ -194,6 +194,29 @@ class TestDeletesWaitForARunsWrites:
             await run_conn.rollback()
             assert await asyncio.wait_for(pending, 10) == 204
 
+    async def test_a_waiting_delete_holds_no_row_the_run_needs(
+        self, live_client: AsyncClient, engine: AsyncEngine
+    ) -> None:
+        """The delete waits before it locks the client's row: the run can still take the
+        row lock a foreign key takes (a flag event for that client), so no deadlock."""
+        lonely = await create_client(live_client, lifecycle_stage="prospect")
+        async with engine.connect() as run_conn, engine.connect() as other:
+            await run_conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPLY_LOCK_KEY})
+            waiting = asyncio.ensure_future(
+                other.execute(text("DELETE FROM clients WHERE id = :id"), {"id": lonely["id"]})
+            )
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            await run_conn.execute(text("SET LOCAL lock_timeout = 1000"))
+            locked = await run_conn.execute(
+                text("SELECT id FROM clients WHERE id = :id FOR KEY SHARE"),
+                {"id": lonely["id"]},
+            )
+            assert str(locked.scalar_one()) == lonely["id"]
+            await run_conn.rollback()
+            assert (await asyncio.wait_for(waiting, 10)).rowcount == 1
+            await other.rollback()
+
 
 async def _delete(http: AsyncClient, client_id: str) -> int:
     response = await http.delete(f"/v1/clients/{client_id}")
