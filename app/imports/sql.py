@@ -81,8 +81,15 @@ def _json(target: Target, expr: str, column: str) -> str:
 
 
 def _changes(target: Target) -> str:
-    """The audit row's ``changes``: the import's row and id; for an update, the changed
+    """The audit row's ``changes``: the import's row and id; for a create, every written
+    column as ``[null, value]`` (as the API's create rows); for an update, the changed
     columns as ``[before, after]``."""
+    written = ["external_ref", *(name for name, _ in target.values)]
+    if target.link is not None:
+        written.append(target.link.column)
+    created = ", ".join(
+        f"'{name}', jsonb_build_array(NULL, {_json(target, 'c.' + name, name)})" for name in written
+    )
     diff = " || ".join(
         f"CASE WHEN c.old_{u} IS DISTINCT FROM c.{u} THEN jsonb_build_object('{u}',"
         f" jsonb_build_array({_json(target, 'c.old_' + u, u)}, {_json(target, 'c.' + u, u)}))"
@@ -92,7 +99,7 @@ def _changes(target: Target) -> str:
     return (
         "jsonb_build_object('import_row', jsonb_build_array(NULL, c.row_no),"
         " 'import_id', jsonb_build_array(NULL, CAST(:import_id AS text)))"
-        f" || CASE WHEN c.old_id IS NULL THEN CAST('{{}}' AS jsonb) ELSE {diff} END"
+        f" || CASE WHEN c.old_id IS NULL THEN jsonb_build_object({created}) ELSE {diff} END"
     )
 
 

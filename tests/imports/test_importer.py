@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -1053,6 +1054,36 @@ async def test_audit_rows_with_source_import(
         assert event.client_id == ids[row[0]]
         assert event.changes["import_row"] == [None, row_no]
         assert event.changes["import_id"] == [None, importer.last_id]
+        # The values it was created with, as the API's create rows carry them.
+        assert event.changes["external_ref"] == [None, row[0]]
+        assert event.changes["name"] == [None, row[1]]
+
+
+async def test_audit_rows_of_created_sales_carry_their_values(
+    importer: Importer, connection: AsyncConnection, org: Any
+) -> None:
+    ids = dict((await connection.execute(text("SELECT external_ref, id FROM sales"))).all())
+    clients = dict((await connection.execute(text("SELECT external_ref, id FROM clients"))).all())
+    audit = (
+        await connection.execute(
+            text(
+                "SELECT resource_id, changes FROM audit_events WHERE resource = 'sales'"
+                " AND source = 'import' AND action = 'create'"
+            )
+        )
+    ).all()
+    changes = {row.resource_id: row.changes for row in audit}
+    first = changes[str(ids["t-s1"])]
+    assert first["client_id"] == [None, str(clients["t-acme"])]
+    assert first["amount"] == [None, "250000.00"]  # as written in the file
+    assert first["currency"] == [None, "HUF"]
+    assert first["kind"] == [None, "new"]
+    assert first["product"] == [None, "Widgets"]
+    closed_at = (
+        await connection.execute(text("SELECT closed_at FROM sales WHERE external_ref = 't-s1'"))
+    ).scalar_one()
+    assert datetime.fromisoformat(first["closed_at"][1]) == closed_at
+    assert changes[str(ids["t-s2"])]["product"] == [None, None]
 
 
 @pytest.mark.parametrize("resource", CLIENT_OWNED)
