@@ -1062,8 +1062,12 @@ async def test_audit_rows_with_source_import(
 async def test_audit_rows_of_created_sales_carry_their_values(
     importer: Importer, connection: AsyncConnection, org: Any
 ) -> None:
-    ids = dict((await connection.execute(text("SELECT external_ref, id FROM sales"))).all())
-    clients = dict((await connection.execute(text("SELECT external_ref, id FROM clients"))).all())
+    ids: dict[str, uuid.UUID] = dict(
+        (await connection.execute(text("SELECT external_ref, id FROM sales"))).all()
+    )
+    clients: dict[str, uuid.UUID] = dict(
+        (await connection.execute(text("SELECT external_ref, id FROM clients"))).all()
+    )
     audit = (
         await connection.execute(
             text(
