@@ -76,30 +76,36 @@ class Target:
     on_create: str = ""
 
 
-def _json(target: Target, expr: str, column: str) -> str:
-    return f"to_jsonb(CAST({expr} AS text))" if column in target.numeric else f"to_jsonb({expr})"
+def _value(target: Target, expr: str, column: str) -> str:
+    """``expr`` as the audit renders a value: numbers as strings, the rest as JSON."""
+    return f"CAST({expr} AS text)" if column in target.numeric else expr
 
 
 def _changes(target: Target) -> str:
     """The audit row's ``changes``: the import's row and id; for a create, every written
     column as ``[null, value]`` (as the API's create rows); for an update, the changed
-    columns as ``[before, after]``."""
+    columns as ``[before, after]``. (A create's object is built in one call: building
+    it in pieces and concatenating cost twice as much, 5 of a million rows' 45 s.)"""
+    source = (
+        "'import_row', jsonb_build_array(NULL, c.row_no),"
+        " 'import_id', jsonb_build_array(NULL, CAST(:import_id AS text))"
+    )
     written = ["external_ref", *(name for name, _ in target.values)]
     if target.link is not None:
         written.append(target.link.column)
     created = ", ".join(
-        f"'{name}', jsonb_build_array(NULL, {_json(target, 'c.' + name, name)})" for name in written
+        f"'{name}', jsonb_build_array(NULL, {_value(target, 'c.' + name, name)})"
+        for name in written
     )
     diff = " || ".join(
         f"CASE WHEN c.old_{u} IS DISTINCT FROM c.{u} THEN jsonb_build_object('{u}',"
-        f" jsonb_build_array({_json(target, 'c.old_' + u, u)}, {_json(target, 'c.' + u, u)}))"
+        f" jsonb_build_array({_value(target, 'c.old_' + u, u)}, {_value(target, 'c.' + u, u)}))"
         " ELSE CAST('{}' AS jsonb) END"
         for u in target.updatable
     )
     return (
-        "jsonb_build_object('import_row', jsonb_build_array(NULL, c.row_no),"
-        " 'import_id', jsonb_build_array(NULL, CAST(:import_id AS text)))"
-        f" || CASE WHEN c.old_id IS NULL THEN jsonb_build_object({created}) ELSE {diff} END"
+        f"CASE WHEN c.old_id IS NULL THEN jsonb_build_object({source}, {created})"
+        f" ELSE jsonb_build_object({source}) || {diff} END"
     )
 
 
