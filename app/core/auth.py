@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
 import httpx
 import jwt
+from cachetools import TLRUCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -138,35 +138,35 @@ class _Verified:
 
 
 class VerifiedTokens:
-    """Bounded LRU of verified tokens by their exact text, so a client sending the same
-    bearer token on every request pays for one HMAC/RSA check and claim parsing, not one
-    per request. An entry is used only before its ``exp`` (+ leeway), with the same
-    settings object and, under a JWKS, only while the key set still holds the very key
-    it was verified with (so rotation and refresh behave as without the cache). Only
-    successes are kept; every failure is verified again."""
+    """Bounded LRU of verified tokens by their exact text (``cachetools.TLRUCache``, each
+    entry expiring at its own ``valid_until``), so a client sending the same bearer token
+    on every request pays for one HMAC/RSA check and claim parsing, not one per request.
+    An entry is used only before its ``exp`` (+ leeway), with the same settings object
+    and, under a JWKS, only while the key set still holds the very key it was verified
+    with (so rotation and refresh behave as without the cache). Only successes are kept;
+    every failure is verified again."""
 
     def __init__(self, maxsize: int = 4096) -> None:
         self.maxsize = maxsize
-        self._entries: OrderedDict[str, _Verified] = OrderedDict()
+        self._entries: TLRUCache[str, _Verified] = TLRUCache(
+            maxsize, ttu=_valid_until, timer=time.time
+        )
 
     def get(self, token: str, settings: Settings) -> _Verified | None:
         entry = self._entries.get(token)
-        if entry is None:
+        if entry is None or entry.settings is not settings:
             return None
-        if entry.settings is not settings or time.time() >= entry.valid_until:
-            del self._entries[token]
-            return None
-        self._entries.move_to_end(token)
         return entry
 
     def put(self, token: str, entry: _Verified) -> None:
         self._entries[token] = entry
-        self._entries.move_to_end(token)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def _valid_until(_token: str, entry: _Verified, _now: float) -> float:
+    return entry.valid_until
 
 
 verified_tokens = VerifiedTokens()
