@@ -35,7 +35,9 @@ from app.models import Base
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tables the migrations fill, and the append-only audit log (TRUNCATE is refused).
-SEEDED_TABLES = frozenset({"sla_policies", "rules", "rule_versions", "audit_events"})
+SEEDED_TABLES = frozenset(
+    {"sla_policies", "rules", "rule_versions", "audit_events", "rule_write_epoch"}
+)
 
 
 def _server_url() -> tuple[str, object | None]:

@@ -434,6 +434,15 @@ SELECT rule_key, count(*) FROM raised GROUP BY rule_key
 """
 )
 
+_PRUNE_VANISHED = """
+DELETE FROM rule_changes c USING rule_matches m
+WHERE c.action = 'raise' AND m.rule_key = c.rule_key AND m.subject_id = c.subject_id
+  AND ((m.client_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM clients x WHERE x.id = m.client_id))
+    OR (m.quota_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM quotas x WHERE x.id = m.quota_id))
+    OR (m.manager_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM managers x WHERE x.id = m.manager_id)))
+"""
+
 # The changed clients' new scores next to their last recorded ones, staged; then only
 # the scores that moved are inserted (client_health_history is not read by the INSERT).
 _SCORES = """
@@ -578,6 +587,10 @@ async def run_rules(
         session.add(run)
         await session.flush()
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPLY_LOCK_KEY})
+        await conn.execute(text("UPDATE rule_write_epoch SET runs = runs + 1"))
+        # No client, quota or manager can go from here on: drop the raises of those that
+        # went while the run evaluated (their flags would be refused, and the run too).
+        await conn.execute(text(_PRUNE_VANISHED))
         await _apply(conn, run.id, as_of, outcome, actor, roles or [], request_id)
     _finish_counts(outcome)
     run.raised = outcome.total("raised")

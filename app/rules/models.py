@@ -185,6 +185,20 @@ class FlagEvent(Base):
     __table_args__ = (Index("ix_flag_events_client_id_at", "client_id", "at"),)
 
 
+class RuleWriteEpoch(Base):
+    """One row, updated by a run when it starts writing flags and health points; a
+    delete of a client, run, rule, manager or quota reads it FOR SHARE first (trigger
+    ``wait_for_rule_writes``, migration 0012_rule_refs), so it waits for those writes
+    and, in a REPEATABLE READ transaction that cannot see them, fails (40001)."""
+
+    __tablename__ = "rule_write_epoch"
+
+    id: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    runs: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+
+    __table_args__ = (CheckConstraint("id", name="one_row"),)
+
+
 class HealthPoint(Base):
     """A client's health score after a run that changed it."""
 

@@ -17,7 +17,14 @@ This migration:
   SQLSTATE 23503 with the old constraint's name, as the foreign keys did. A DELETE (or
   key UPDATE) statement on a parent first takes the advisory lock ``APPLY_LOCK``
   (shared; a BEFORE statement trigger, so before it locks any row) that a run holds
-  exclusively while it writes, so a client cannot go while a run writes a flag for it.
+  exclusively while it writes, so a client cannot go while a run writes a flag for it;
+  then it reads the one row of ``rule_write_epoch`` FOR SHARE, which a run updates when
+  it starts writing: a delete in a REPEATABLE READ or SERIALIZABLE transaction whose
+  snapshot predates a run's writes fails with 40001 instead of missing them (the
+  foreign keys' crosscheck did the same). Managers and quotas, whose rows a run's own
+  foreign keys lock, wait the same way, so their deletes cannot deadlock with a run.
+  A TRUNCATE of a parent that leaves rows referring to it is refused (AFTER TRUNCATE,
+  so truncating parents and children together still works).
   ``flags.manager_id`` and ``flags.quota_id`` keep their foreign keys (most flags have
   neither, and a NULL is not checked).
 
@@ -28,6 +35,7 @@ Create Date: 2026-12-07 22:00:00.000000+00:00
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_rule_refs"
@@ -74,6 +82,7 @@ LANGUAGE plpgsql AS $$
 -- row checks see its rows and cannot deadlock with it.
 BEGIN
     PERFORM pg_advisory_xact_lock_shared({APPLY_LOCK});
+    PERFORM 1 FROM rule_write_epoch FOR SHARE;
     RETURN NULL;
 END;
 $$;
@@ -104,6 +113,32 @@ BEGIN
         RETURN OLD;
     END IF;
     RETURN NEW;
+END;
+$$;
+"""
+
+REFUSE_ORPHANS = """
+CREATE FUNCTION refuse_orphans() RETURNS trigger
+LANGUAGE plpgsql AS $$
+-- AFTER TRUNCATE FOR EACH STATEMENT of a parent (every table of the statement is empty
+-- by then). TG_ARGV: groups of (child table, column, constraint name).
+DECLARE
+    i int := 0;
+    referenced boolean;
+BEGIN
+    WHILE i < TG_NARGS LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I c WHERE c.%I IS NOT NULL)',
+                       TG_ARGV[i], TG_ARGV[i + 1])
+            INTO referenced;
+        IF referenced THEN
+            RAISE EXCEPTION 'cannot truncate table "%": table "%" refers to it (%)',
+                            TG_TABLE_NAME, TG_ARGV[i], TG_ARGV[i + 2]
+                USING ERRCODE = 'foreign_key_violation', CONSTRAINT = TG_ARGV[i + 2],
+                      HINT = 'Truncate table "' || TG_ARGV[i] || '" at the same time.';
+        END IF;
+        i := i + 3;
+    END LOOP;
+    RETURN NULL;
 END;
 $$;
 """
@@ -148,11 +183,20 @@ def _args(values: Sequence[str]) -> str:
 def upgrade() -> None:
     # Raises are the flag's own record now.
     op.execute("DELETE FROM flag_events WHERE from_status IS NULL")
+    op.create_table(
+        "rule_write_epoch",
+        sa.Column("id", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("runs", sa.BigInteger(), server_default="0", nullable=False),
+        sa.CheckConstraint("id", name=op.f("ck_rule_write_epoch_one_row")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_write_epoch")),
+    )
+    op.execute("INSERT INTO rule_write_epoch DEFAULT VALUES")
     for child, *_, name in REFERENCES:
         op.drop_constraint(name, child, type_="foreignkey")
     op.execute(CHECK_REFERENCES)
     op.execute(WAIT_FOR_RULE_WRITES)
     op.execute(REFUSE_IF_REFERENCED)
+    op.execute(REFUSE_ORPHANS)
     op.execute(KEEP_REFERENCES)
     for child in ("flags", "client_health_history"):
         refs = [r for r in REFERENCES if r[0] == child]
@@ -187,10 +231,23 @@ def upgrade() -> None:
             f" ON {parent} FOR EACH ROW WHEN (OLD.{key} IS DISTINCT FROM NEW.{key})"
             f" EXECUTE FUNCTION refuse_if_referenced({args})"
         )
+        orphans = _args([v for child, column, _, _, name in refs for v in (child, column, name)])
+        op.execute(
+            f"CREATE TRIGGER {parent}_refuse_orphans AFTER TRUNCATE ON {parent}"
+            f" FOR EACH STATEMENT EXECUTE FUNCTION refuse_orphans({orphans})"
+        )
+    for parent in ("managers", "quotas"):
+        op.execute(
+            f"CREATE TRIGGER {parent}_wait_for_rule_writes BEFORE DELETE OR UPDATE OF id"
+            f" ON {parent} FOR EACH STATEMENT EXECUTE FUNCTION wait_for_rule_writes()"
+        )
 
 
 def downgrade() -> None:
+    for parent in ("managers", "quotas"):
+        op.execute(f"DROP TRIGGER {parent}_wait_for_rule_writes ON {parent}")
     for parent in ("clients", "rule_runs", "rules"):
+        op.execute(f"DROP TRIGGER {parent}_refuse_orphans ON {parent}")
         op.execute(f"DROP TRIGGER {parent}_refuse_if_referenced ON {parent}")
         op.execute(f"DROP TRIGGER {parent}_key_refuse_if_referenced ON {parent}")
         op.execute(f"DROP TRIGGER {parent}_wait_for_rule_writes ON {parent}")
@@ -200,12 +257,23 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION keep_references()")
     op.execute("DROP FUNCTION refuse_if_referenced()")
     op.execute("DROP FUNCTION wait_for_rule_writes()")
+    op.execute("DROP FUNCTION refuse_orphans()")
+    op.drop_table("rule_write_epoch")
     op.execute("DROP FUNCTION check_references()")
     for child, column, parent, key, name in REFERENCES:
         op.create_foreign_key(name, child, parent, [column], [key], ondelete="RESTRICT")
-    # The raise events again, after the events stored since (their seq comes last).
+    # The raise events again, each before its flag's other events (history reads by
+    # seq): the stored events move up past room for them, then the raises fill it.
     op.execute(
-        "INSERT INTO flag_events (id, flag_id, client_id, from_status, to_status, at, actor,"
-        " run_id) SELECT gen_random_uuid(), f.id, f.client_id, NULL, 'open', f.raised_at,"
-        " 'rule_run', f.raised_by_run_id FROM flags f ORDER BY f.raised_at, f.id"
+        "WITH m AS (SELECT coalesce(max(seq), 0) AS top, (SELECT count(*) FROM flags) AS n"
+        " FROM flag_events),"
+        " moved AS (UPDATE flag_events e SET seq = e.seq + m.top + m.n FROM m RETURNING 1)"
+        " INSERT INTO flag_events (id, seq, flag_id, client_id, from_status, to_status, at,"
+        " actor, run_id) SELECT gen_random_uuid(),"
+        " m.top + row_number() OVER (ORDER BY f.raised_at, f.id), f.id, f.client_id, NULL,"
+        " 'open', f.raised_at, 'rule_run', f.raised_by_run_id FROM flags f, m"
+    )
+    op.execute(
+        "SELECT setval(pg_get_serial_sequence('flag_events', 'seq'),"
+        " (SELECT coalesce(max(seq), 0) + 1 FROM flag_events), false)"
     )
