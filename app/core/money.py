@@ -61,6 +61,11 @@ _EXPONENTS = {
 }
 
 
+def minor_unit_exceptions() -> dict[str, int]:
+    """The ISO 4217 currencies whose minor unit is not 2 digits, with theirs."""
+    return dict(_EXPONENTS)
+
+
 def currency_decimals(code: str) -> int:
     """Minor-unit digits of an ISO 4217 currency (JPY 0, EUR 2, KWD 3)."""
     return _EXPONENTS.get(code, 2)

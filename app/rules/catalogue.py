@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.complaints.models import Severity
+from app.core.money import minor_unit_exceptions
 from app.rules.models import SubjectType
 
 SEGMENTS = ("strategic", "key", "enterprise", "mid_market", "small")
@@ -339,14 +340,32 @@ class RevenueDecline(Rule):
             " GROUP BY s.client_id, f.currency)"
             " SELECT c.client_id AS subject_id, c.client_id, NULL::uuid AS quota_id,"
             " NULL::uuid AS manager_id, jsonb_build_object("
-            "'recent', round(c.recent, 4), 'previous', round(c.previous, 4),"
-            " 'currency', c.currency, 'window_days', CAST(:p_window_days AS int),"
-            " 'max_ratio', CAST(:p_max_ratio AS numeric),"
-            " 'min_previous', CAST(:p_min_previous AS numeric)) AS evidence"
+            "'recent', "
+            + money_json("c.recent", "c.currency")
+            + ", 'previous', "
+            + money_json("c.previous", "c.currency")
+            + ", 'currency', c.currency, 'window_days', CAST(:p_window_days AS int),"
+            " 'max_ratio', CAST(:p_max_ratio AS numeric), 'min_previous', "
+            + money_json("CAST(:p_min_previous AS numeric)", "c.currency")
+            + ") AS evidence"
             " FROM converted c WHERE NOT c.missing_rate"
             " AND c.previous >= CAST(:p_min_previous AS numeric)"
             " AND c.recent < c.previous * CAST(:p_max_ratio AS numeric)"
         )
+
+
+def money_json(amount: str, currency: str) -> str:
+    """SQL of a money value as the API renders it (DESIGN §3): ``{"amount": "1234.50",
+    "currency": "EUR"}``, the amount a decimal string with the currency's ISO 4217
+    minor-unit digits (rounded half away from zero: measured values, e.g. converted
+    sums, have more). ``amount`` and ``currency`` are SQL expressions."""
+    exceptions = " ".join(
+        f"WHEN '{code}' THEN {digits}" for code, digits in sorted(minor_unit_exceptions().items())
+    )
+    return (
+        f"jsonb_build_object('amount', CAST(round({amount}, CASE {currency} {exceptions}"
+        f" ELSE 2 END) AS text), 'currency', {currency})"
+    )
 
 
 def _quota_select(evidence: str) -> str:
@@ -356,10 +375,14 @@ def _quota_select(evidence: str) -> str:
     )
 
 
+# Money for sales quotas (in the target currency), plain numbers for counts.
 _QUOTA_FIGURES = (
     "'metric', q.metric, 'period_start', q.period_start, 'period_end', q.period_end, "
-    "'achieved', round(q.achieved, 4), 'target', q.target, "
-    "'attainment', round(q.achieved / q.target, 4)"
+    "'achieved', CASE WHEN q.metric = 'sales_amount' THEN "
+    + money_json("q.achieved", "q.target_currency")
+    + " ELSE to_jsonb(q.achieved) END, 'target', CASE WHEN q.metric = 'sales_amount' THEN "
+    + money_json("q.target", "q.target_currency")
+    + " ELSE to_jsonb(q.target) END, 'attainment', round(q.achieved / q.target, 4)"
 )
 
 

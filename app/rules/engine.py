@@ -226,6 +226,7 @@ priced AS (
                      AND r.on_date = d.on_date
     GROUP BY d.quota_id)
 SELECT q.id AS quota_id, q.manager_id, q.metric, q.period_start, q.period_end, q.target,
+       q.target_currency,
        coalesce(p.achieved, n.achieved, 0) AS achieved, p.missing_rate
 FROM q
 LEFT JOIN priced p ON p.quota_id = q.id

@@ -473,8 +473,8 @@ async def test_quota_missed_for_an_agent(
         rule_run["id"],
     )
     evidence = flag["evidence"]
-    assert money(evidence["achieved"]) == achieved
-    assert money(evidence["target"]) == target
+    assert evidence["achieved"] == {"amount": f"{achieved}.00", "currency": "USD"}
+    assert evidence["target"] == {"amount": f"{target}.00", "currency": "USD"}
     assert money(evidence["attainment"]) == round(Decimal(achieved) / Decimal(target), 4)
     assert datetime.fromisoformat(evidence["period_start"]) == datetime(2017, 7, 1, tzinfo=UTC)
     assert datetime.fromisoformat(evidence["period_end"]) == datetime(2017, 10, 1, tzinfo=UTC)

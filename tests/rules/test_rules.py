@@ -530,12 +530,13 @@ class TestRevenueDecline:
         (flag,) = await flags_of(client, self.RULE, acme)
         assert flag["severity"] == "medium"
         evidence = flag["evidence"]
-        assert float(evidence["recent"]) == 499.99
-        assert float(evidence["previous"]) == 1000
+        # Money as the API writes it (DESIGN §3): decimal strings in the client's currency.
+        assert evidence["recent"] == {"amount": "499.99", "currency": "EUR"}
+        assert evidence["previous"] == {"amount": "1000.00", "currency": "EUR"}
         assert evidence["currency"] == "EUR"
         assert evidence["window_days"] == 90
         assert float(evidence["max_ratio"]) == 0.5
-        assert float(evidence["min_previous"]) == 1000
+        assert evidence["min_previous"] == {"amount": "1000.00", "currency": "EUR"}
 
     async def test_exactly_half_does_not_flag(self, client: AsyncClient) -> None:
         as_of = past(1)
@@ -579,7 +580,7 @@ class TestRevenueDecline:
         await run_rules(client, iso(as_of))
         assert await flags_of(client, self.RULE, small) == []
         (flag,) = await flags_of(client, self.RULE, material)
-        assert float(flag["evidence"]["previous"]) == 1000
+        assert flag["evidence"]["previous"] == {"amount": "1000.00", "currency": "EUR"}
         assert flag["evidence"]["currency"] == "EUR"
 
 
@@ -614,8 +615,9 @@ class TestQuotaBehindPace:
         evidence = flag["evidence"]
         assert float(evidence["elapsed_share"]) == 0.5
         assert float(evidence["expected_attainment"]) == 0.4
-        assert float(evidence["achieved"]) == 399.99
-        assert float(evidence["target"]) == 1000
+        currency = quota["target"]["currency"]
+        assert evidence["achieved"] == {"amount": "399.99", "currency": currency}
+        assert evidence["target"] == {"amount": "1000.00", "currency": currency}
         assert float(evidence["pace_ratio"]) == 0.8
 
     async def test_exactly_on_the_pace_threshold_does_not_flag(self, client: AsyncClient) -> None:
@@ -646,7 +648,8 @@ class TestQuotaBehindPace:
         # 3 of 10 at half-time: 0.3 < 0.8 × 0.5.
         assert await flagged(client, self.RULE, quota["id"], start + 50 * D)
         (flag,) = await flags_of(client, self.RULE, quota["id"])
-        assert (float(flag["evidence"]["achieved"]), float(flag["evidence"]["target"])) == (3, 10)
+        # Counts stay numbers.
+        assert (flag["evidence"]["achieved"], flag["evidence"]["target"]) == (3, 10)
         # 4 of 10 is exactly on the threshold: the next run resolves the flag.
         await contact(client, acme["id"], anna["id"], start + 4 * D)
         assert not await flagged(client, self.RULE, quota["id"], start + 50 * D)
@@ -687,8 +690,9 @@ class TestQuotaMissed:
         assert flag["subject_type"] == "quota"
         assert flag["manager_id"] == quota["manager_id"]
         evidence = flag["evidence"]
-        assert float(evidence["target"]) == 1000
-        assert float(evidence["achieved"]) == 999.99
+        currency = quota["target"]["currency"]
+        assert evidence["target"] == {"amount": "1000.00", "currency": currency}
+        assert evidence["achieved"] == {"amount": "999.99", "currency": currency}
         assert evidence["lookback_days"] == 120
 
     async def test_exactly_on_target_does_not_flag(self, client: AsyncClient) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 import app.rules.engine as engine
 from app.quotas.models import Quota
 from app.quotas.repository import achievement_statement, quota_columns
+from app.rules.catalogue import money_json
 from tests.factories import (
     count_rows,
     create_client,
@@ -213,5 +214,22 @@ class TestRevenueRates:
         flags = {f["subject_id"]: f for f in await list_flags(client, rule=self.RULE)}
         assert unpriced["id"] not in flags
         evidence = flags[converted["id"]]["evidence"]
-        assert Decimal(evidence["previous"]) == Decimal("1000")  # 500 GBP / 0.5
-        assert Decimal(evidence["recent"]) == 0
+        assert evidence["previous"] == {"amount": "1000.00", "currency": "EUR"}  # 500 GBP / 0.5
+        assert evidence["recent"] == {"amount": "0.00", "currency": "EUR"}
+
+
+class TestMoneyInEvidence:
+    async def test_amounts_have_their_currencys_minor_unit_digits(
+        self, connection: AsyncConnection
+    ) -> None:
+        """Evidence money is rendered as the API renders money (DESIGN §3)."""
+        cases = [
+            ("1234.5", "JPY", "1235"),
+            ("1.23456", "KWD", "1.235"),
+            ("-0.005", "EUR", "-0.01"),
+            ("1000", "USD", "1000.00"),
+        ]
+        for amount, currency, expected in cases:
+            sql = money_json(f"CAST('{amount}' AS numeric)", f"'{currency}'")
+            rendered = (await connection.execute(text(f"SELECT {sql}"))).scalar_one()
+            assert rendered == {"amount": expected, "currency": currency}
