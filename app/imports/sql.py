@@ -30,20 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.core.ids import ordered_uuid_sql
+
 OK = "r.error IS NULL"
 BATCH = "r.error IS NULL AND r.row_no BETWEEN :lo AND :hi"
-
-
-def new_id(counter: str) -> str:
-    """A UUID (version 7 layout) whose order follows ``counter`` (an int < 2**30) within a
-    statement: 48 bits of milliseconds, 12 bits of ``:id_salt``, 30 of counter, 32 random."""
-    return (
-        "CAST(lpad(to_hex((CAST(floor(extract(epoch FROM statement_timestamp()) * 1000)"
-        " AS bigint) << 16) | 28672 | CAST(:id_salt AS bigint)), 16, '0')"
-        " || lpad(to_hex(CAST(-9223372036854775808 AS bigint)"
-        f" | (CAST({counter} AS bigint) << 32) | CAST(random() * 4294967295 AS bigint)),"
-        " 16, '0') AS uuid)"
-    )
 
 
 @dataclass(frozen=True)
@@ -127,7 +117,7 @@ def write(target: Target) -> str:
     columns = [name for name, _ in target.values] + ([link.column] if link else [])
     src = ", ".join(f"{expr} AS {name}" for name, expr in target.values)
     olds = ", ".join(f"e.{u} AS old_{u}" for u in target.updatable)
-    fresh = f"coalesce(e.id, {new_id('s.row_no')}) AS id"
+    fresh = f"coalesce(e.id, {ordered_uuid_sql('s.row_no', ':id_salt')}) AS id"
     if link is None:
         staged = (
             f"src AS (SELECT r.row_no, r.external_ref, {src} FROM import_rows r {target.joins}"
