@@ -61,9 +61,11 @@ _EXPONENTS = {
 }
 
 
-def minor_unit_exceptions() -> dict[str, int]:
-    """The ISO 4217 currencies whose minor unit is not 2 digits, with theirs."""
-    return dict(_EXPONENTS)
+def minor_units_sql(currency: str) -> str:
+    """SQL of the minor-unit digits of ``currency`` (an SQL expression holding an ISO
+    4217 code): the same figures as :func:`currency_decimals`, 2 for a NULL code."""
+    cases = " ".join(f"WHEN '{code}' THEN {digits}" for code, digits in sorted(_EXPONENTS.items()))
+    return f"CASE {currency} {cases} ELSE 2 END"
 
 
 def currency_decimals(code: str) -> int:

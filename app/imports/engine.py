@@ -302,13 +302,24 @@ def _open(
     is unknown, repeated, has an empty name, or a required one missing)."""
     csv.field_size_limit(MAX_CELL)
     lines = _Lines(stream)
-    reader = csv.reader(lines)
+    # Strict: a quote that is never closed is an error, not a cell that swallows the
+    # rest of the file (the rows after it would be lost without a word).
+    reader = csv.reader(lines, strict=True)
     try:
         header = [h.strip().lower() for h in next(reader)]
+        if not any(header):
+            blank = True
+            for record in reader:
+                if any(cell.strip() for cell in record):
+                    blank = False
+                    break
+            if blank:
+                raise Unprocessable("The file is empty.")
+            raise Unprocessable("The first line is blank; the header must be row 1.")
     except StopIteration:
         raise Unprocessable("The file is empty.") from None
     except csv.Error as exc:
-        raise Unprocessable(f"The header cannot be read as CSV: {exc}.") from exc
+        raise Unprocessable(f"The header cannot be read as CSV: {_csv_problem(exc)}.") from exc
     # Checked first: the message below would carry such a name (and NUL cannot be stored).
     if lines.suspect and (bad := _not_utf8(header)) is not None:
         raise Unprocessable(
@@ -428,7 +439,17 @@ def _records(parsed: Parsed) -> Iterator[Row]:
                     ref = row[2]
             yield [row_no, error, ref, *nothing]
     except csv.Error as exc:
-        raise Unprocessable(f"Row {row_no + 1} cannot be read as CSV: {exc}.") from exc
+        raise Unprocessable(
+            f"Row {row_no + 1} cannot be read as CSV: {_csv_problem(exc)}."
+        ) from exc
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """``csv``'s message, with what it means when a quote is left open."""
+    message = str(exc)
+    if "unexpected end of data" in message:
+        return f"{message} (a quoted cell is not closed)"
+    return message
 
 
 def _clean_ref(parsed: Parsed, cells: list[str]) -> str | None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.core.ids import ordered_uuid_sql
+from app.core.money import minor_units_sql
 
 OK = "r.error IS NULL"
 BATCH = "r.error IS NULL AND r.row_no BETWEEN :lo AND :hi"
@@ -52,9 +53,11 @@ class Target:
     ``values``: (column, SQL expression over ``r`` = the staged row and the aliases of
     ``joins``) for every written column but ``id`` and ``external_ref``; ``updatable``:
     the columns a known ref compares and updates (the link column included);
-    ``client``: the audit row's ``client_id`` over ``c`` (a written row); ``numeric``:
-    columns the audit renders as strings; ``on_create``: extra CTEs over the created
-    rows."""
+    ``client``: the audit row's ``client_id`` over ``c`` (a written row); ``money``:
+    (amount column, its currency column), which the audit renders as the API does (a
+    string with the currency's minor-unit digits); ``seconds``: interval columns the
+    audit renders as seconds, as the API does; ``on_create``: extra CTEs over the
+    created rows."""
 
     table: str
     joins: str
@@ -62,13 +65,28 @@ class Target:
     updatable: tuple[str, ...]
     client: str
     link: Link | None = None
-    numeric: tuple[str, ...] = ()
+    money: tuple[tuple[str, str], ...] = ()
+    seconds: tuple[str, ...] = ()
     on_create: str = ""
 
 
-def _value(target: Target, expr: str, column: str) -> str:
-    """``expr`` as the audit renders a value: numbers as strings, the rest as JSON."""
-    return f"CAST({expr} AS text)" if column in target.numeric else expr
+def _value(target: Target, row: str, column: str) -> str:
+    """The SQL of ``column`` of ``row`` (``c.`` the written row, ``c.old_`` its stored
+    twin) as the audit renders it, as the API's audit rows do: money as a string with
+    its currency's minor-unit digits, intervals in seconds, the rest as JSON."""
+    expr = f"{row}{column}"
+    for amount, currency in target.money:
+        if column == amount:
+            # An old amount with its old currency when that can change, else the row's.
+            unit = (
+                f"{row}{currency}"
+                if row == "c." or currency in target.updatable
+                else (f"c.{currency}")
+            )
+            return f"CAST(round({expr}, {minor_units_sql(unit)}) AS text)"
+    if column in target.seconds:
+        return f"extract(epoch FROM {expr})"
+    return expr
 
 
 def _changes(target: Target) -> str:
@@ -84,12 +102,11 @@ def _changes(target: Target) -> str:
     if target.link is not None:
         written.append(target.link.column)
     created = ", ".join(
-        f"'{name}', jsonb_build_array(NULL, {_value(target, 'c.' + name, name)})"
-        for name in written
+        f"'{name}', jsonb_build_array(NULL, {_value(target, 'c.', name)})" for name in written
     )
     diff = " || ".join(
         f"CASE WHEN c.old_{u} IS DISTINCT FROM c.{u} THEN jsonb_build_object('{u}',"
-        f" jsonb_build_array({_value(target, 'c.old_' + u, u)}, {_value(target, 'c.' + u, u)}))"
+        f" jsonb_build_array({_value(target, 'c.old_', u)}, {_value(target, 'c.', u)}))"
         " ELSE CAST('{}' AS jsonb) END"
         for u in target.updatable
     )
@@ -333,7 +350,7 @@ CLIENTS = Target(
     ),
     "c.id",
     link=Link("parent_id", "parent_ref"),
-    numeric=("annual_value_amount",),
+    money=(("annual_value_amount", "annual_value_currency"),),
 )
 
 _OVERLAP = (
@@ -471,6 +488,7 @@ COMPLAINTS = Target(
     ),
     ("title", "description", "category", "severity"),
     "c.client_id",
+    seconds=("active_time",),
     on_create=COMPLAINTS_HISTORY,
 )
 
@@ -504,7 +522,7 @@ SALES = Target(
     ),
     ("client_id", "amount", "currency", "closed_at", "kind", "product", "credited_manager_id"),
     "c.client_id",
-    numeric=("amount",),
+    money=(("amount", "currency"),),
 )
 
 QUOTAS_CHECKS = [
@@ -547,7 +565,7 @@ QUOTAS = Target(
         "channel",
     ),
     "NULL::uuid",
-    numeric=("target_amount",),
+    money=(("target_amount", "target_currency"),),
 )
 
 MANAGERS_WRITE = write(MANAGERS)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.complaints.models import Severity
-from app.core.money import minor_unit_exceptions
+from app.core.money import minor_units_sql
 from app.rules.models import SubjectType
 
 SEGMENTS = ("strategic", "key", "enterprise", "mid_market", "small")
@@ -359,12 +359,9 @@ def money_json(amount: str, currency: str) -> str:
     "currency": "EUR"}``, the amount a decimal string with the currency's ISO 4217
     minor-unit digits (rounded half away from zero: measured values, e.g. converted
     sums, have more). ``amount`` and ``currency`` are SQL expressions."""
-    exceptions = " ".join(
-        f"WHEN '{code}' THEN {digits}" for code, digits in sorted(minor_unit_exceptions().items())
-    )
     return (
-        f"jsonb_build_object('amount', CAST(round({amount}, CASE {currency} {exceptions}"
-        f" ELSE 2 END) AS text), 'currency', {currency})"
+        f"jsonb_build_object('amount', CAST(round({amount}, {minor_units_sql(currency)})"
+        f" AS text), 'currency', {currency})"
     )
 
 

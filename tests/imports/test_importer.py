@@ -168,29 +168,6 @@ class Importer:
         return result
 
 
-@pytest.fixture
-def importer(connection: AsyncConnection, settings: Settings) -> Importer:
-    sessionmaker = async_sessionmaker(
-        bind=connection,
-        join_transaction_mode="create_savepoint",
-        expire_on_commit=False,
-        autoflush=False,
-    )
-    return Importer(sessionmaker, settings)
-
-
-@pytest.fixture
-async def org(importer: Importer) -> dict[str, dict[str, Any]]:
-    """The small organisation, imported file by file; returns each report."""
-    reports = {}
-    for resource, rows in ORG.items():
-        report = await importer(resource, rows)
-        assert report["created"] == len(rows) - 1, report
-        assert report["rejected"] == 0, report
-        reports[resource] = report
-    return reports
-
-
 async def refs(conn: AsyncConnection, table: str) -> set[str]:
     result = await conn.execute(text(f"SELECT external_ref FROM {table}"))
     return {r[0] for r in result if r[0] is not None}
@@ -1190,7 +1167,8 @@ async def test_update_audit_records_before_and_after_like_the_api(
     assert audit[str(ids["t-acme"])].changes == {
         **mark,
         "import_row": [None, 2],
-        "annual_value_amount": ["1250000.5000", "1300000"],
+        # Money as DESIGN §3 renders it: the currency's minor-unit digits (HUF 2).
+        "annual_value_amount": ["1250000.50", "1300000.00"],
     }
     assert audit[str(ids["t-nihon"])].changes == {
         **mark,
@@ -1257,7 +1235,7 @@ async def test_counts_come_from_sql_and_unchanged_rows_write_nothing(
     assert after == {**versions, "t-s1": versions["t-s1"] + 1, "t-s4": 1}
     audit = sorted(await import_audit(connection, importer.last_id), key=lambda a: a.action)
     assert [(a.action, a.changes["import_row"][1]) for a in audit] == [("create", 5), ("update", 2)]
-    assert audit[1].changes["amount"] == ["250000.0000", "260000.00"]
+    assert audit[1].changes["amount"] == ["250000.00", "260000.00"]
 
 
 async def test_new_ids_are_time_ordered_in_file_order(
