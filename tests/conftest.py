@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -53,6 +55,24 @@ def _server_url() -> tuple[str, object | None]:
 def plain_url(url: str) -> str:
     """``url`` for asyncpg itself (no SQLAlchemy driver name)."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+T = TypeVar("T")
+
+
+def in_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a worker thread: Alembic's env.py calls ``asyncio.run``, which must not
+    touch the test session's event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
+async def _execute(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -191,3 +211,19 @@ async def live_client(
         )
         async with engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
+@pytest.fixture
+def fresh_url(database_url: str) -> Iterator[str]:
+    """An empty database on the test server (not migrated), dropped afterwards."""
+    name = f"ams_migr_{uuid.uuid4().hex[:10]}"
+    in_thread(lambda: asyncio.run(_execute(database_url, f'CREATE DATABASE "{name}"')))
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        in_thread(
+            lambda: asyncio.run(
+                _execute(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            )
+        )

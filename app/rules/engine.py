@@ -8,7 +8,7 @@ new matches to raise, flags whose condition is gone to resolve (``resolved_by:
 rule_run``), snoozed flags whose date has passed and whose condition still holds to
 reopen; (5) only if there is any, writes the run's row, the flags, their history (a
 raise is the flag's own record; resolves and reopens get an event), audit rows and the
-health points of the clients whose score moved, holding ``APPLY_LOCK_KEY``. A run that changes
+health points of the clients whose score moved, after ``MARK_WRITES``. A run that changes
 nothing writes its ``rule_runs`` row and nothing else. Nothing loops over rows in
 Python. A simulation does (2)–(4) inside a savepoint that is rolled back.
 
@@ -43,10 +43,11 @@ from app.rules.models import Rule as RuleRow
 from app.rules.models import RuleRun
 
 LOCK_KEY = 0x616D7372  # "amsr": one advisory lock for rule runs
-# Held by a run while it writes flags and health points; deleting a client (or a run, or
-# a rule) takes it shared first (trigger wait_for_rule_writes, migration 0012_rule_refs),
-# so the per-statement reference checks of what a run writes cannot race a delete.
-APPLY_LOCK_KEY = 0x616D7377  # "amsw"
+# A run updates the one row of rule_write_epoch, and so holds it locked, while it writes
+# flags and health points; deleting a client (or a run, rule, manager or quota) reads it
+# FOR SHARE first (trigger wait_for_rule_writes, migration 0012_rule_refs), so the
+# per-statement reference checks of what a run writes cannot race a delete.
+MARK_WRITES = "UPDATE rule_write_epoch SET runs = runs + 1"
 # Health score (0-100): 100 minus these points per open or acknowledged flag of the
 # client (snoozed and resolved flags do not count), never below 0.
 SEVERITY_POINTS = {"critical": 40, "high": 25, "medium": 10, "low": 5}
@@ -481,29 +482,14 @@ async def _stage_changes(
     return counts
 
 
-async def _apply(
-    conn: AsyncConnection,
-    run_id: uuid.UUID,
-    as_of: datetime,
-    outcome: RunOutcome,
-    actor: str,
-    roles: list[str],
-    request_id: str | None,
-) -> None:
+async def _apply(conn: AsyncConnection, binds: dict[str, Any], outcome: RunOutcome) -> None:
     """Write the staged changes: reopen, resolve (each with its flag_events and audit
     rows), raise (flags and audit rows), then a health point for every client whose
-    score moved. The caller holds ``APPLY_LOCK_KEY``."""
+    score moved. ``binds``: as_of, run_id, id_salt, actor, roles, request_id. The caller
+    has run ``MARK_WRITES``."""
     await conn.execute(
         text("CREATE TEMP TABLE rule_changed_clients (client_id uuid) ON COMMIT DROP")
     )
-    binds = {
-        "as_of": as_of,
-        "run_id": run_id,
-        "id_salt": random.randrange(4096),
-        "actor": actor,
-        "roles": roles,
-        "request_id": request_id,
-    }
     changes = 0
     for name, sql in (
         ("reopened", _APPLY_REOPEN),
@@ -527,28 +513,22 @@ async def _apply(
 
 
 async def _apply_pruned_if_refused(
-    conn: AsyncConnection,
-    run_id: uuid.UUID,
-    as_of: datetime,
-    outcome: RunOutcome,
-    actor: str,
-    roles: list[str],
-    request_id: str | None,
+    conn: AsyncConnection, binds: dict[str, Any], outcome: RunOutcome
 ) -> None:
     """``_apply`` in a savepoint; when a reference is refused (23503: a client, quota or
     manager deleted while the run evaluated), drop the raises of the subjects that went
-    and apply again. No delete can commit from here on (the caller holds the apply lock),
-    so the second time holds; checking every raise up front cost 0.5 s at a million
-    clients for a case that is rare."""
+    and apply again. No delete can commit from here on (the caller has run
+    ``MARK_WRITES``), so the second time holds; checking every raise up front cost 0.5 s
+    at a million clients for a case that is rare."""
     savepoint = await conn.begin_nested()
     try:
-        await _apply(conn, run_id, as_of, outcome, actor, roles, request_id)
+        await _apply(conn, binds, outcome)
     except IntegrityError as exc:
         await savepoint.rollback()
         if getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None) != "23503":
             raise
         await conn.execute(text(_PRUNE_VANISHED))
-        await _apply(conn, run_id, as_of, outcome, actor, roles, request_id)
+        await _apply(conn, binds, outcome)
     else:
         await savepoint.commit()
 
@@ -615,9 +595,16 @@ async def run_rules(
         # The flags and events written next refer to the run: its row goes first.
         session.add(run)
         await session.flush()
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPLY_LOCK_KEY})
-        await conn.execute(text("UPDATE rule_write_epoch SET runs = runs + 1"))
-        await _apply_pruned_if_refused(conn, run.id, as_of, outcome, actor, roles or [], request_id)
+        await conn.execute(text(MARK_WRITES))
+        binds = {
+            "as_of": as_of,
+            "run_id": run.id,
+            "id_salt": random.randrange(4096),
+            "actor": actor,
+            "roles": roles or [],
+            "request_id": request_id,
+        }
+        await _apply_pruned_if_refused(conn, binds, outcome)
     _finish_counts(outcome)
     run.raised = outcome.total("raised")
     run.resolved = outcome.total("resolved")

@@ -133,46 +133,35 @@ def _events(client_id: Any) -> dict[EventKind, Any]:
 def _flag_events(client_id: Any, kind: EventKind) -> Any:
     """Flags raised (read from the flags: a raise is the flag's own record, its event id
     the flag's id) or resolved (their stored ``resolved`` events)."""
-    if kind == EventKind.flag_raised:
-        return select(
-            Flag.raised_at.label("at"),
-            literal(kind.value, type_=String).label("kind"),
-            Flag.id.label("id"),
-            (Flag.rule_key + " raised").label("summary"),
-            func.json_build_object(
-                "flag_id",
-                Flag.id,
-                "rule_key",
-                Flag.rule_key,
-                "severity",
-                Flag.severity,
-                "actor",
-                literal_column("'rule_run'"),
-                "note",
-                literal_column("CAST(NULL AS text)"),
-            ).label("data"),
-        ).where(Flag.client_id == client_id)
-    return (
-        select(
-            FlagEvent.at.label("at"),
-            literal(kind.value, type_=String).label("kind"),
-            FlagEvent.id.label("id"),
-            (Flag.rule_key + " resolved").label("summary"),
-            func.json_build_object(
-                "flag_id",
-                Flag.id,
-                "rule_key",
-                Flag.rule_key,
-                "severity",
-                Flag.severity,
-                "actor",
-                FlagEvent.actor,
-                "note",
-                FlagEvent.note,
-            ).label("data"),
-        )
-        .join(Flag, Flag.id == FlagEvent.flag_id)
-        .where(FlagEvent.client_id == client_id, FlagEvent.to_status == "resolved")
+    raised = kind == EventKind.flag_raised
+    no_note: Any = literal_column("CAST(NULL AS text)")
+    at, event_id, actor, note = (
+        (Flag.raised_at, Flag.id, literal_column("'rule_run'"), no_note)
+        if raised
+        else (FlagEvent.at, FlagEvent.id, FlagEvent.actor, FlagEvent.note)
+    )
+    stmt = select(
+        at.label("at"),
+        literal(kind.value, type_=String).label("kind"),
+        event_id.label("id"),
+        (Flag.rule_key + (" raised" if raised else " resolved")).label("summary"),
+        func.json_build_object(
+            "flag_id",
+            Flag.id,
+            "rule_key",
+            Flag.rule_key,
+            "severity",
+            Flag.severity,
+            "actor",
+            actor,
+            "note",
+            note,
+        ).label("data"),
+    )
+    if raised:
+        return stmt.where(Flag.client_id == client_id)
+    return stmt.join(Flag, Flag.id == FlagEvent.flag_id).where(
+        FlagEvent.client_id == client_id, FlagEvent.to_status == "resolved"
     )
 
 

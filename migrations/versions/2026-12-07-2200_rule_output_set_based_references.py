@@ -15,14 +15,14 @@ This migration:
   trigger that refuses while a row refers to them (``refuse_if_referenced``), and
   BEFORE UPDATE row triggers that keep those columns as written. Violations raise
   SQLSTATE 23503 with the old constraint's name, as the foreign keys did. A DELETE (or
-  key UPDATE) statement on a parent first takes the advisory lock ``APPLY_LOCK``
-  (shared; a BEFORE statement trigger, so before it locks any row) that a run holds
-  exclusively while it writes, so a client cannot go while a run writes a flag for it;
-  then it reads the one row of ``rule_write_epoch`` FOR SHARE, which a run updates when
-  it starts writing: a delete in a REPEATABLE READ or SERIALIZABLE transaction whose
-  snapshot predates a run's writes fails with 40001 instead of missing them (the
-  foreign keys' crosscheck did the same). Managers and quotas, whose rows a run's own
-  foreign keys lock, wait the same way, so their deletes cannot deadlock with a run.
+  key UPDATE) statement on a parent first reads the one row of ``rule_write_epoch``
+  FOR SHARE (a BEFORE statement trigger, so before it locks any row); a run updates
+  that row when it starts writing, so the delete waits for the run's rows and sees
+  them (a client cannot go while a run writes a flag for it), and a delete in a
+  REPEATABLE READ or SERIALIZABLE transaction whose snapshot predates a run's writes
+  fails with 40001 instead of missing them (the foreign keys' crosscheck did the
+  same). Managers and quotas, whose rows a run's own foreign keys lock, wait the same
+  way, so their deletes cannot deadlock with a run.
   A TRUNCATE of a parent that leaves rows referring to it is refused (AFTER TRUNCATE,
   so truncating parents and children together still works).
   ``flags.manager_id`` and ``flags.quota_id`` keep their foreign keys (most flags have
@@ -43,7 +43,6 @@ down_revision: str | None = "0011_rules_perf"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-APPLY_LOCK = 0x616D7377  # "amsw": app.rules.engine.APPLY_LOCK_KEY
 
 CHECK_REFERENCES = """
 CREATE FUNCTION check_references() RETURNS trigger
@@ -74,14 +73,13 @@ END;
 $$;
 """
 
-WAIT_FOR_RULE_WRITES = f"""
+WAIT_FOR_RULE_WRITES = """
 CREATE FUNCTION wait_for_rule_writes() RETURNS trigger
 LANGUAGE plpgsql AS $$
 -- BEFORE DELETE / UPDATE OF the key FOR EACH STATEMENT of a parent: a run holds this
--- lock exclusively while it writes; waiting here, before any row is locked, lets the
--- row checks see its rows and cannot deadlock with it.
+-- row locked (updated) while it writes; waiting here, before any row is locked, lets
+-- the row checks see its rows and cannot deadlock with it.
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared({APPLY_LOCK});
     PERFORM 1 FROM rule_write_epoch FOR SHARE;
     RETURN NULL;
 END;

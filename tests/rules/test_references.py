@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.rules.engine import APPLY_LOCK_KEY
+from app.rules.engine import MARK_WRITES
 from tests.assertions import assert_problem
 from tests.factories import create_client, run_rules
 
@@ -179,7 +179,7 @@ class TestDeletesWaitForARunsWrites:
     ) -> None:
         lonely = await create_client(live_client, lifecycle_stage="prospect")
         async with engine.connect() as run_conn, engine.connect() as other:
-            await run_conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPLY_LOCK_KEY})
+            await run_conn.execute(text(MARK_WRITES))
             await other.execute(text("SET statement_timeout = 500"))
             with pytest.raises(DBAPIError, match="statement timeout"):
                 await other.execute(
@@ -201,7 +201,7 @@ class TestDeletesWaitForARunsWrites:
         row lock a foreign key takes (a flag event for that client), so no deadlock."""
         lonely = await create_client(live_client, lifecycle_stage="prospect")
         async with engine.connect() as run_conn, engine.connect() as other:
-            await run_conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPLY_LOCK_KEY})
+            await run_conn.execute(text(MARK_WRITES))
             waiting = asyncio.ensure_future(
                 other.execute(text("DELETE FROM clients WHERE id = :id"), {"id": lonely["id"]})
             )

@@ -13,24 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import pytest
 from alembic import command
 from httpx import AsyncClient, Response
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.health import alembic_config
-from app.rules.engine import APPLY_LOCK_KEY
+from app.rules.engine import MARK_WRITES
 from tests.assertions import assert_problem
-from tests.conftest import plain_url
+from tests.conftest import in_thread, plain_url
 from tests.factories import (
     create_assignment,
     create_client,
@@ -41,19 +39,11 @@ from tests.factories import (
     move_flag,
     run_rules,
 )
+from tests.rules.test_engine import iso, past
 
-T = TypeVar("T")
 S = timedelta(seconds=1)
 H = timedelta(hours=1)
 D = timedelta(days=1)
-
-
-def iso(value: datetime) -> str:
-    return value.isoformat()
-
-
-def past(days: float) -> datetime:
-    return datetime.now(UTC).replace(microsecond=0) - timedelta(days=days)
 
 
 def ts(value: str) -> datetime:
@@ -150,7 +140,7 @@ class TestRunAgainstClientDeletes:
         async with engine.connect() as holder:
             # Stand in for the writes of a previous run: the next run queues for the lock
             # after its evaluation, the delete queues behind it.
-            await holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPLY_LOCK_KEY})
+            await holder.execute(text(MARK_WRITES))
             run = asyncio.ensure_future(live_client.post("/v1/rule-runs", json={}))
             await until_waiting(engine, 1, run)
             delete = asyncio.ensure_future(live_client.delete(f"/v1/clients/{victim['id']}"))
@@ -169,7 +159,7 @@ class TestRunAgainstClientDeletes:
     ) -> None:
         """A client without history is deleted (DELETE /v1/clients/{id}: 204) while a run
         evaluates; the run matched it (``unassigned``) before the delete committed. The
-        run takes APPLY_LOCK_KEY only after matching and staging, so nothing stops the
+        run marks its writes (MARK_WRITES) only after matching and staging, so nothing stops the
         delete from committing in between; before the fix (the run drops the raises of
         subjects gone by then) the per-statement check refused the whole run (23503 →
         POST /v1/rule-runs answers 422 "The request refers to a record
@@ -186,7 +176,7 @@ class TestRunAgainstClientDeletes:
             )
             assert gone.rowcount == 1
             run = asyncio.ensure_future(live_client.post("/v1/rule-runs", json={}))
-            await until_waiting(engine, 1, run)  # evaluated; waits for APPLY_LOCK_KEY
+            await until_waiting(engine, 1, run)  # evaluated; waits to mark its writes
             await deleter.commit()
         ran = await asyncio.wait_for(run, 30)
         assert await dangling_now(engine) == {}
@@ -431,7 +421,7 @@ class TestQuotaDeletes:
         ``flags.quota_id`` takes a KEY SHARE lock on the quota). A DELETE
         /v1/quotas/{id} that comes between the two locks the quota and, cascading, waits
         for the flag: a deadlock, one of them is killed (409). Client deletes avoid
-        this by waiting for APPLY_LOCK_KEY before locking a row; quota (and manager)
+        this by waiting for a run's writes before locking a row; quota (and manager)
         deletes do too since the fix. (Here an uncommitted flag with the
         same unique key holds the run between its two statements, only to make the
         interleaving deterministic.) Expected: the run 201, the delete 204."""
@@ -737,11 +727,6 @@ class TestTimelineFlags:
 # ---------------------------------------------------------------------------------------
 
 
-def _in_thread(fn: Callable[[], T]) -> T:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(fn).result()
-
-
 async def _sql(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     conn = await asyncpg.connect(plain_url(url))
     try:
@@ -752,21 +737,6 @@ async def _sql(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 def sql(url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
     return asyncio.run(_sql(url, query, *args))
-
-
-@pytest.fixture
-def scratch_url(database_url: str) -> Iterator[str]:
-    name = f"ams_refs_{uuid.uuid4().hex[:10]}"
-    _in_thread(lambda: asyncio.run(_sql(database_url, f'CREATE DATABASE "{name}"')))
-    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        _in_thread(
-            lambda: asyncio.run(
-                _sql(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            )
-        )
 
 
 SEED = """
@@ -803,9 +773,7 @@ VALUES ($1, $2, '2026-01-01T00:00:00Z', 65)
 
 
 class TestMigrationsWithData:
-    def test_down_to_0011_and_up_again_keeps_flags_history_and_health(
-        self, scratch_url: str
-    ) -> None:
+    def test_down_to_0011_and_up_again_keeps_flags_history_and_health(self, fresh_url: str) -> None:
         """At head: a client, a run, a flag with two stored transitions, one without, a
         health point. Down to 0011: the foreign keys are back and each flag's history
         (``flag_events`` by ``seq``, which 0011's code reads) starts with its raise,
@@ -814,21 +782,21 @@ class TestMigrationsWithData:
         after the stored ones (their ``seq`` is larger), so 0011's history lists a
         flag's raise *after* its acknowledge and resolve."""
         config = alembic_config()
-        config.attributes["url"] = scratch_url
+        config.attributes["url"] = fresh_url
         client_id, run_id, flag_a, flag_b = (uuid.uuid4() for _ in range(4))
 
         def run() -> None:
             command.upgrade(config, "head")
-            sql(scratch_url, SEED, client_id, run_id)
-            sql(scratch_url, FLAGS, client_id, run_id, flag_a, flag_b)
-            sql(scratch_url, EVENTS, client_id, flag_a)
-            sql(scratch_url, POINT, client_id, run_id)
+            sql(fresh_url, SEED, client_id, run_id)
+            sql(fresh_url, FLAGS, client_id, run_id, flag_a, flag_b)
+            sql(fresh_url, EVENTS, client_id, flag_a)
+            sql(fresh_url, POINT, client_id, run_id)
 
             command.downgrade(config, "0011_rules_perf")
             fks = {
                 r[0]
                 for r in sql(
-                    scratch_url,
+                    fresh_url,
                     "SELECT conname FROM pg_constraint WHERE contype = 'f'"
                     " AND conrelid IN ('flags'::regclass, 'client_health_history'::regclass)",
                 )
@@ -841,14 +809,14 @@ class TestMigrationsWithData:
                 "fk_client_health_history_run_id_rule_runs",
             } <= fks
             steps_b = sql(
-                scratch_url,
+                fresh_url,
                 "SELECT from_status, to_status, run_id FROM flag_events WHERE flag_id = $1"
                 " ORDER BY seq",
                 flag_b,
             )
             assert steps_b == [(None, "open", run_id)]
             steps_a = sql(
-                scratch_url,
+                fresh_url,
                 "SELECT from_status, to_status FROM flag_events WHERE flag_id = $1 ORDER BY seq",
                 flag_a,
             )
@@ -860,24 +828,24 @@ class TestMigrationsWithData:
 
             command.upgrade(config, "head")
             assert sql(
-                scratch_url,
+                fresh_url,
                 "SELECT from_status, to_status, note FROM flag_events WHERE flag_id = $1"
                 " ORDER BY seq",
                 flag_a,
             ) == [("open", "acknowledged", "seen"), ("acknowledged", "resolved", "done")]
             assert sql(
-                scratch_url, "SELECT count(*) FROM flag_events WHERE flag_id = $1", flag_b
+                fresh_url, "SELECT count(*) FROM flag_events WHERE flag_id = $1", flag_b
             ) == [(0,)]
-            assert sql(scratch_url, "SELECT score FROM client_health_history") == [(65,)]
+            assert sql(fresh_url, "SELECT score FROM client_health_history") == [(65,)]
             assert sql(
-                scratch_url,
+                fresh_url,
                 "SELECT count(*) FROM audit_events WHERE resource = 'clients' AND resource_id = $1",
                 str(client_id),
             ) == [(1,)]
             triggers = {
                 r[0]
                 for r in sql(
-                    scratch_url,
+                    fresh_url,
                     "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
                     " AND (tgname LIKE '%refer%' OR tgname LIKE '%rule_writes%')",
                 )
@@ -888,51 +856,51 @@ class TestMigrationsWithData:
                 "clients_wait_for_rule_writes",
             } <= triggers
 
-        _in_thread(run)
+        in_thread(run)
 
-    def test_upgrade_from_0011_with_stored_raises(self, scratch_url: str) -> None:
+    def test_upgrade_from_0011_with_stored_raises(self, fresh_url: str) -> None:
         """At 0011 (raises stored as ``flag_events``, real foreign keys): a client, a run,
         a flag raised and acknowledged, a health point. Up to head: the stored raise is
         gone, the acknowledge kept, the health point kept; the client now cannot be
         deleted (the trigger names the old constraint), an unreferenced one can."""
         config = alembic_config()
-        config.attributes["url"] = scratch_url
+        config.attributes["url"] = fresh_url
         client_id, run_id, flag_a, flag_b = (uuid.uuid4() for _ in range(4))
 
         def run() -> None:
             command.upgrade(config, "0011_rules_perf")
-            sql(scratch_url, SEED, client_id, run_id)
-            sql(scratch_url, FLAGS, client_id, run_id, flag_a, flag_b)
+            sql(fresh_url, SEED, client_id, run_id)
+            sql(fresh_url, FLAGS, client_id, run_id, flag_a, flag_b)
             sql(
-                scratch_url,
+                fresh_url,
                 "INSERT INTO flag_events (id, flag_id, client_id, from_status, to_status, at,"
                 " actor, run_id) SELECT gen_random_uuid(), id, client_id, NULL, 'open',"
                 " raised_at, 'rule_run', raised_by_run_id FROM flags ORDER BY id",
             )
-            sql(scratch_url, EVENTS, client_id, flag_a)
-            sql(scratch_url, POINT, client_id, run_id)
+            sql(fresh_url, EVENTS, client_id, flag_a)
+            sql(fresh_url, POINT, client_id, run_id)
 
             command.upgrade(config, "head")
             assert sql(
-                scratch_url,
+                fresh_url,
                 "SELECT flag_id, from_status, to_status FROM flag_events ORDER BY seq",
             ) == [(flag_a, "open", "acknowledged"), (flag_a, "acknowledged", "resolved")]
-            assert sql(scratch_url, "SELECT score FROM client_health_history") == [(65,)]
+            assert sql(fresh_url, "SELECT score FROM client_health_history") == [(65,)]
             lonely = uuid.uuid4()
             sql(
-                scratch_url,
+                fresh_url,
                 "INSERT INTO clients (id, name, segment, lifecycle_stage, country, currency,"
                 " version) VALUES ($1, 'Lonely', 'small', 'prospect', 'HU', 'HUF', 1)",
                 lonely,
             )
-            assert sql(scratch_url, "DELETE FROM clients WHERE id = $1 RETURNING id", lonely) == [
+            assert sql(fresh_url, "DELETE FROM clients WHERE id = $1 RETURNING id", lonely) == [
                 (lonely,)
             ]
             with pytest.raises(asyncpg.ForeignKeyViolationError) as refused:
-                sql(scratch_url, "DELETE FROM clients WHERE id = $1", client_id)
+                sql(fresh_url, "DELETE FROM clients WHERE id = $1", client_id)
             assert refused.value.constraint_name in (
                 "fk_flags_client_id_clients",
                 "fk_flag_events_client_id_clients",
             )
 
-        _in_thread(run)
+        in_thread(run)
